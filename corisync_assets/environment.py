@@ -1,0 +1,186 @@
+"""The one local/prod switch.
+
+Every environment variable the platform reads is declared in ``ENV_VARS`` and read here, nowhere else
+(`definitions.py` asks this module for resources, the dbt target and addresses). ``local`` is the default:
+the embedded stack on this machine with DuckDB as warehouse; ``prod`` points the same assets at a Kafka
+cluster, Debezium Connect, a Spark cluster and BigQuery.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Every variable the code reads, with the modes that read it. docker/.env.example and the compose files
+#: are tested against this list (tests/deploy).
+ENV_VARS: dict[str, str] = {
+    "CORISYNC_ENV": "both: local (default) or prod",
+    "CORISYNC_HOME": "local: folder for the local stack's data (default <repo>/.corisync)",
+    "CORISYNC_CONNECTOR_CONFIG": "both: path of the Debezium connector config (Kafka Connect JSON)",
+    "CORISYNC_KAFKA_BOOTSTRAP": "both: Kafka bootstrap servers",
+    "CORISYNC_KAFKA_SECURITY_PROTOCOL": "prod: PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL",
+    "CORISYNC_KAFKA_SASL_MECHANISM": "prod: SASL mechanism, e.g. SCRAM-SHA-512",
+    "CORISYNC_KAFKA_SASL_USERNAME": "prod: SASL user",
+    "CORISYNC_KAFKA_SASL_PASSWORD": "prod: SASL password (secret)",
+    "CORISYNC_CONSUMER_GROUP": "both: consumer group the raw CDC assets commit to",
+    "CORISYNC_LAG_THRESHOLD": "both: lag above which the sensor requests a run (default 0: any lag)",
+    "CORISYNC_PG_HOST": "both: operational Postgres host (read by Debezium through the connector config)",
+    "CORISYNC_PG_PORT": "both: operational Postgres port",
+    "CORISYNC_PG_DATABASE": "both: operational database name",
+    "CORISYNC_PG_USER": "both: operational database owner (demo data, tests)",
+    "CORISYNC_PG_PASSWORD": "both: its password (secret)",
+    "CORISYNC_PG_CDC_USER": "both: replication role Debezium connects as",
+    "CORISYNC_PG_CDC_PASSWORD": "both: its password (secret)",
+    "CORISYNC_DUCKDB_PATH": "local: the DuckDB warehouse file",
+    "CORISYNC_GCP_PROJECT": "prod: GCP project of the BigQuery datasets",
+    "CORISYNC_BQ_LOCATION": "prod: BigQuery location, e.g. EU",
+    "CORISYNC_BQ_RAW_DATASET": "prod: dataset the raw CDC tables land in",
+    "CORISYNC_BQ_STAGING_DATASET": "prod: dataset of the dbt staging models",
+    "CORISYNC_BQ_MARTS_DATASET": "prod: dataset of the dbt marts",
+    "GOOGLE_APPLICATION_CREDENTIALS": "prod: service-account key file (secret); unset on GCE with a VM identity",
+    "BIGQUERY_EMULATOR_HOST": "emu: address of the local BigQuery emulator",
+    "CORISYNC_DBT_TARGET": "both: override the dbt target (local, emu, prod); default follows CORISYNC_ENV",
+    "CORISYNC_SPARK_MASTER": "both: Spark master URL (default local[*])",
+    "DAGSTER_PG_HOST": "both: Postgres host of Dagster's instance storage",
+    "DAGSTER_PG_PORT": "both: its port",
+    "DAGSTER_PG_DB": "both: its database",
+    "DAGSTER_PG_USER": "both: its user",
+    "DAGSTER_PG_PASSWORD": "both: its password (secret)",
+}
+
+Mode = Literal["local", "prod"]
+
+
+class Settings(BaseModel):
+    """Typed view of the environment; defaults describe the local stack."""
+
+    mode: Mode = "local"
+    home: Path = PROJECT_ROOT / ".corisync"
+    connector_config: Path = PROJECT_ROOT / "docker" / "debezium" / "tc4a-postgres.json"
+    kafka_bootstrap: str = "127.0.0.1:59092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = Field(default=None, repr=False)
+    consumer_group: str = "corisync-raw-cdc"
+    lag_threshold: int = 0
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 55432
+    pg_database: str = "tc4a"
+    pg_user: str = "tc4a_app"
+    pg_password: str | None = Field(default=None, repr=False)
+    pg_cdc_user: str = "corisync_cdc"
+    pg_cdc_password: str | None = Field(default=None, repr=False)
+    duckdb_path: Path | None = None
+    gcp_project: str | None = None
+    bq_location: str = "EU"
+    bq_raw_dataset: str = "corisync_raw"
+    bq_staging_dataset: str = "corisync_staging"
+    bq_marts_dataset: str = "corisync_marts"
+    dbt_target: str | None = None
+    spark_master: str = "local[*]"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.duckdb_path or self.home / "warehouse.duckdb"
+
+    @property
+    def effective_dbt_target(self) -> str:
+        return self.dbt_target or ("prod" if self.mode == "prod" else "local")
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """librdkafka settings shared by every client (consumer, producer, admin)."""
+        conf = {"bootstrap.servers": self.kafka_bootstrap, "security.protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            conf["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password:
+            conf["sasl.password"] = self.kafka_sasl_password
+        return conf
+
+
+_FIELDS = {
+    "mode": "CORISYNC_ENV",
+    "home": "CORISYNC_HOME",
+    "connector_config": "CORISYNC_CONNECTOR_CONFIG",
+    "kafka_bootstrap": "CORISYNC_KAFKA_BOOTSTRAP",
+    "kafka_security_protocol": "CORISYNC_KAFKA_SECURITY_PROTOCOL",
+    "kafka_sasl_mechanism": "CORISYNC_KAFKA_SASL_MECHANISM",
+    "kafka_sasl_username": "CORISYNC_KAFKA_SASL_USERNAME",
+    "kafka_sasl_password": "CORISYNC_KAFKA_SASL_PASSWORD",
+    "consumer_group": "CORISYNC_CONSUMER_GROUP",
+    "lag_threshold": "CORISYNC_LAG_THRESHOLD",
+    "pg_host": "CORISYNC_PG_HOST",
+    "pg_port": "CORISYNC_PG_PORT",
+    "pg_database": "CORISYNC_PG_DATABASE",
+    "pg_user": "CORISYNC_PG_USER",
+    "pg_password": "CORISYNC_PG_PASSWORD",
+    "pg_cdc_user": "CORISYNC_PG_CDC_USER",
+    "pg_cdc_password": "CORISYNC_PG_CDC_PASSWORD",
+    "duckdb_path": "CORISYNC_DUCKDB_PATH",
+    "gcp_project": "CORISYNC_GCP_PROJECT",
+    "bq_location": "CORISYNC_BQ_LOCATION",
+    "bq_raw_dataset": "CORISYNC_BQ_RAW_DATASET",
+    "bq_staging_dataset": "CORISYNC_BQ_STAGING_DATASET",
+    "bq_marts_dataset": "CORISYNC_BQ_MARTS_DATASET",
+    "dbt_target": "CORISYNC_DBT_TARGET",
+    "spark_master": "CORISYNC_SPARK_MASTER",
+}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def local_secrets_file(home: Path) -> Path:
+    """Passwords the local stack generated on first `stack up` (git-ignored, mode 600)."""
+    return home / "secrets.env"
+
+
+def _load_local_secrets(home: Path) -> None:
+    """Make the local stack's generated passwords visible as environment variables (env wins)."""
+    path = local_secrets_file(home)
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip():
+            os.environ.setdefault(name.strip(), value.strip())
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read the settings from the environment; raise ConfigError naming the bad variable."""
+    env = os.environ if environ is None else environ
+    raw = {field: env[var] for field, var in _FIELDS.items() if env.get(var, "") != ""}
+    mode = raw.get("mode", "local")
+    if mode not in ("local", "prod"):
+        raise ConfigError(f"CORISYNC_ENV must be 'local' or 'prod', not {mode!r}")
+    if mode == "local" and environ is None:
+        _load_local_secrets(Path(raw.get("home", Settings.model_fields["home"].default)))
+        raw = {field: os.environ[var] for field, var in _FIELDS.items() if os.environ.get(var, "") != ""}
+    try:
+        settings = Settings(**raw)
+    except Exception as exc:  # pydantic names the field; translate it to the variable
+        first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": ["?"], "msg": str(exc)}
+        field = str(first["loc"][0])
+        raise ConfigError(f"{_FIELDS.get(field, field)}: {first['msg']}") from None
+    if settings.mode == "prod":
+        missing = [v for f, v in _FIELDS.items() if f in ("gcp_project",) and getattr(settings, f) is None]
+        if "kafka_bootstrap" not in raw:
+            missing.append("CORISYNC_KAFKA_BOOTSTRAP")
+        if missing:
+            raise ConfigError(f"prod mode needs {', '.join(missing)} set")
+    return settings
+
+
+@cache
+def settings() -> Settings:
+    """Process-wide settings (read once)."""
+    return load_settings()
