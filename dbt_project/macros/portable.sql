@@ -1,0 +1,76 @@
+{#-
+  Small cross-database helpers next to dbt's own (dbt.date_trunc, dbt.datediff, dbt.safe_cast, dbt.type_*).
+  Each dispatches on the adapter: default__ is DuckDB's dialect, bigquery__ is BigQuery's.
+-#}
+
+{# A JSON object's member as text (CDC changelog before/after/key columns). #}
+{% macro json_text(column, member) -%}
+  {{ return(adapter.dispatch('json_text', 'corisync')(column, member)) }}
+{%- endmacro %}
+{% macro default__json_text(column, member) -%}
+  json_extract_string({{ column }}, '$.{{ member }}')
+{%- endmacro %}
+{% macro bigquery__json_text(column, member) -%}
+  json_value({{ column }}, '$.{{ member }}')
+{%- endmacro %}
+
+{# An absolute point in time (TIMESTAMPTZ on DuckDB, TIMESTAMP on BigQuery; both UTC-based). #}
+{% macro type_instant() -%}
+  {{ return(adapter.dispatch('type_instant', 'corisync')()) }}
+{%- endmacro %}
+{% macro default__type_instant() -%} timestamptz {%- endmacro %}
+{% macro bigquery__type_instant() -%} timestamp {%- endmacro %}
+
+{# ISO-8601 text with zone (as Debezium writes timestamptz into JSON) -> instant; NULL stays NULL. #}
+{% macro iso_to_instant(expr) -%}
+  {{ return(adapter.dispatch('iso_to_instant', 'corisync')(expr)) }}
+{%- endmacro %}
+{% macro default__iso_to_instant(expr) -%}
+  try_cast({{ expr }} as timestamptz)
+{%- endmacro %}
+{% macro bigquery__iso_to_instant(expr) -%}
+  safe_cast({{ expr }} as timestamp)
+{%- endmacro %}
+
+{# Milliseconds since the epoch (Debezium source.ts_ms) -> instant. #}
+{% macro epoch_ms_to_instant(expr) -%}
+  {{ return(adapter.dispatch('epoch_ms_to_instant', 'corisync')(expr)) }}
+{%- endmacro %}
+{% macro default__epoch_ms_to_instant(expr) -%}
+  epoch_ms(cast({{ expr }} as bigint))
+{%- endmacro %}
+{% macro bigquery__epoch_ms_to_instant(expr) -%}
+  timestamp_millis(cast({{ expr }} as int64))
+{%- endmacro %}
+
+{# Calendar date (UTC) of an instant. #}
+{% macro utc_date(expr) -%}
+  {{ return(adapter.dispatch('utc_date', 'corisync')(expr)) }}
+{%- endmacro %}
+{% macro default__utc_date(expr) -%}
+  cast(timezone('UTC', {{ expr }}) as date)
+{%- endmacro %}
+{% macro bigquery__utc_date(expr) -%}
+  date({{ expr }}, 'UTC')
+{%- endmacro %}
+
+{# Monday of the ISO week / first day of the month, as DATE (UTC). dbt.date_trunc('week') starts weeks on
+   Sunday on BigQuery and on Monday on DuckDB, hence isoweek there. #}
+{% macro iso_week_start(expr) -%}
+  {{ return(adapter.dispatch('iso_week_start', 'corisync')(expr)) }}
+{%- endmacro %}
+{% macro default__iso_week_start(expr) -%}
+  cast({{ dbt.date_trunc('week', corisync.utc_date(expr)) }} as date)
+{%- endmacro %}
+{% macro bigquery__iso_week_start(expr) -%}
+  date_trunc({{ corisync.utc_date(expr) }}, isoweek)
+{%- endmacro %}
+
+{% macro month_start(expr) -%}
+  cast({{ dbt.date_trunc('month', corisync.utc_date(expr)) }} as date)
+{%- endmacro %}
+
+{# Ratio as a double (DuckDB) / FLOAT64 (BigQuery), NULL (not an error) when the denominator is 0. #}
+{% macro ratio(numerator, denominator, scale=4) -%}
+  round(1.0 * ({{ numerator }}) / nullif({{ denominator }}, 0), {{ scale }})
+{%- endmacro %}
