@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corisync_assets.environment import ConfigError
+from corisync_assets.environment import _FIELDS, ConfigError, Settings
 
 _PLACEHOLDER = re.compile(r"\$\{env:([^}]*)\}")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -59,6 +59,17 @@ def parse_table_list(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(tables)
 
 
+def settings_environ(s: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``environ`` (default os.environ) plus every CORISYNC_* variable the settings resolved, defaults included.
+
+    The connector config names variables such as ``${env:CORISYNC_PG_PORT}``; a value left at its default in
+    ``Settings`` must still resolve, and an explicitly set variable wins.
+    """
+    out = {var: str(getattr(s, field)) for field, var in _FIELDS.items() if getattr(s, field) is not None}
+    out.update(os.environ if environ is None else environ)
+    return out
+
+
 @dataclass(frozen=True)
 class ConnectorConfig:
     """A validated connector config; ``raw`` keeps the placeholders, ``resolved()`` substitutes them."""
@@ -91,13 +102,18 @@ class ConnectorConfig:
 def load_connector_config(
     path: Path | str | None = None, environ: Mapping[str, str] | None = None
 ) -> ConnectorConfig:
-    """Read and validate the connector config (default path: ``settings().connector_config``)."""
-    if path is None:
+    """Read and validate the connector config.
+
+    Defaults: path ``settings().connector_config``; placeholders resolved from ``settings_environ(settings())``.
+    """
+    if path is None or environ is None:
         from corisync_assets.environment import settings
 
-        path = settings().connector_config
+        path = settings().connector_config if path is None else path
+        env: Mapping[str, str] = settings_environ(settings()) if environ is None else environ
+    else:
+        env = environ
     path = Path(path)
-    env = os.environ if environ is None else environ
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:

