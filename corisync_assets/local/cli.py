@@ -1,0 +1,56 @@
+"""The ``corisync`` command: ``stack up|down|status`` and ``demo``. Errors are one line on stderr, exit 1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from corisync_assets.environment import ConfigError
+from corisync_assets.local.procs import StackError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="corisync", description="CoriSync local tooling")
+    sub = parser.add_subparsers(dest="command", required=True)
+    stack = sub.add_parser("stack", help="the local stack: Postgres, broker, Debezium")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    demo = sub.add_parser("demo", help="seed tc4a and write a realistic stream of changes")
+    demo.add_argument("--seed", action="store_true", help="seed even if the tables already hold data")
+    demo.add_argument("--rate", type=float, default=5.0, help="changes per second (default 5)")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of changes; 0 = seed only")
+    demo.add_argument("--random-seed", type=int, default=None, help="make the run deterministic")
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "stack":
+        from corisync_assets.local import stack
+
+        if args.action == "up":
+            stack.up()
+        elif args.action == "down":
+            stack.down()
+        else:
+            states = stack.status()
+            return 0 if all(states.values()) else 3
+        return 0
+    from corisync_assets.local.demo import run_demo
+
+    run_demo(force_seed=args.seed, rate=args.rate, duration=args.duration, random_seed=args.random_seed)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = run(argv)
+    except (StackError, ConfigError) as exc:
+        print(f"corisync: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # one line, no traceback, but say what kind of failure it was
+        print(f"corisync: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+              file=sys.stderr)
+        code = 1
+    sys.exit(code)

@@ -1,0 +1,164 @@
+"""``corisync stack up|down|status``: Postgres -> broker -> Debezium runner on this machine, no Docker.
+
+``up`` is idempotent: components already running are left alone and reported as such, except that a broker
+(re)started by this ``up`` forces a Debezium runner restart (the new broker is empty; the runner must
+reconnect and, having lost its offsets with the broker, re-snapshot). Any failure is one ``StackError``
+line naming the component and the reason. ``down`` stops only processes the stack started (pidfiles).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from corisync_assets.environment import Settings, settings
+from corisync_assets.local import broker, postgres
+from corisync_assets.local.debezium_runner import logfile as dbz_logfile
+from corisync_assets.local.debezium_runner import workdir as dbz_workdir
+from corisync_assets.local.procs import StackError, running_pid, spawn, stop_pid, tail, wait_until
+
+RUNNER_MODULE = "corisync_assets.local.debezium_runner"
+Printer = Callable[[str], None]
+
+
+def _line(name: str, text: str) -> str:
+    return f"{name:<9} ... {text}"
+
+
+# --- Debezium runner ---------------------------------------------------------------------------------------
+
+
+def dbz_pidfile(s: Settings) -> Path:
+    return s.home / "run" / "debezium.pid"
+
+
+def dbz_pid(s: Settings) -> int | None:
+    return running_pid(dbz_pidfile(s), RUNNER_MODULE)
+
+
+def _slot_name(s: Settings) -> str:
+    from corisync_assets.cdc.connector_config import load_connector_config, settings_environ
+
+    return load_connector_config(s.connector_config, settings_environ(s)).get("slot.name") or "debezium"
+
+
+def slot_active(s: Settings) -> bool:
+    """The runner is streaming once its replication slot is active (after any snapshot)."""
+    try:
+        out = postgres.psql(
+            s, f"SELECT active FROM pg_replication_slots WHERE slot_name = '{_slot_name(s)}';", db=s.pg_database
+        )
+    except StackError:
+        return False
+    return out.strip() == "t"
+
+
+def start_debezium(s: Settings, timeout: float = 180.0) -> str:
+    if dbz_pid(s) is not None:
+        return "running"
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        raise StackError("debezium: java missing (no java on PATH and JAVA_HOME unset)")
+    env = {**os.environ, "CORISYNC_HOME": str(s.home), "PYDBZ_JVM_OPTS": "-Xmx512m"}
+    out = dbz_workdir(s) / "stdout.log"
+    pid = spawn([sys.executable, "-m", RUNNER_MODULE], log=out, pidfile=dbz_pidfile(s), cwd=dbz_workdir(s),
+                env=env)
+    ok = wait_until(lambda: dbz_pid(s) != pid or slot_active(s), timeout, 0.5)
+    if dbz_pid(s) != pid:
+        why = tail(out, 1) or tail(dbz_logfile(s), 1) or "exited"
+        raise StackError(f"debezium: runner exited during start: {why}")
+    if not ok:
+        raise StackError(f"debezium: not streaming after {timeout:.0f}s (see {dbz_logfile(s)})")
+    return "started"
+
+
+def stop_debezium(s: Settings) -> bool:
+    stopped = stop_pid(dbz_pidfile(s), RUNNER_MODULE, timeout=60)
+    if stopped:  # let Postgres notice the walsender is gone before anyone checks the slot again
+        wait_until(lambda: not slot_active(s), 15, 0.2)
+    return stopped
+
+
+# --- the stack ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpResult:
+    postgres: str
+    broker: str
+    debezium: str
+
+
+def up(s: Settings | None = None, out: Printer = print) -> UpResult:
+    """Bring up postgres -> broker -> debezium; one progress line per component."""
+    s = s or settings()
+    pg_state = postgres.start(s)
+    # first start generated passwords (exported to os.environ): re-read settings so they are visible
+    settings.cache_clear()
+    out(_line("postgres", f"up {s.pg_host}:{s.pg_port}" + (" (already running)" if pg_state == "running" else "")))
+    br_state = broker.start(s)
+    out(_line("broker", f"up {s.kafka_bootstrap}" + (" (already running)" if br_state == "running" else "")))
+    if br_state == "started" and dbz_pid(s) is not None:
+        stop_debezium(s)  # it was connected to the old broker
+        out(_line("debezium", "restarting: the broker was restarted"))
+    dbz_state = start_debezium(s)
+    slot = _slot_name(s)
+    out(_line("debezium", f"up -> {s.kafka_bootstrap} (slot {slot})"
+              + (" (already running)" if dbz_state == "running" else "")))
+    return UpResult(pg_state, br_state, dbz_state)
+
+
+def down(s: Settings | None = None, out: Printer = print) -> None:
+    """Stop debezium -> broker -> postgres, only what this stack started."""
+    s = s or settings()
+    out(_line("debezium", "stopped" if stop_debezium(s) else "not running"))
+    out(_line("broker", "stopped" if broker.stop(s) else "not running"))
+    out(_line("postgres", "stopped" if postgres.stop(s) else "not running"))
+
+
+def component_states(s: Settings) -> dict[str, bool]:
+    try:
+        pg = postgres.is_running(s)
+    except StackError:
+        pg = False
+    return {"postgres": pg, "broker": broker.is_running(s), "debezium": dbz_pid(s) is not None}
+
+
+def status(s: Settings | None = None, out: Printer = print) -> dict[str, bool]:
+    """Each component with its address, then the consumer lag of every CDC topic."""
+    s = s or settings()
+    states = component_states(s)
+    addr = {"postgres": f"{s.pg_host}:{s.pg_port}", "broker": s.kafka_bootstrap,
+            "debezium": f"pid {dbz_pid(s)}"}
+    for name, running in states.items():
+        out(_line(name, f"up {addr[name]}" if running else "down"))
+    from corisync_assets.cdc.connector_config import load_connector_config, settings_environ
+
+    topics = load_connector_config(s.connector_config, settings_environ(s)).topics
+    lags: dict | None = None
+    if states["broker"]:
+        try:
+            from corisync_assets.resources.kafka import topic_lag
+
+            lags = topic_lag(s.kafka_client_config(), s.consumer_group, topics)
+        except ImportError:
+            lags = None
+        except Exception as exc:
+            out(f"lag       ... n/a ({str(exc).splitlines()[0]})")
+            return states
+    for topic in topics:
+        if lags is None:
+            out(f"  {topic:<40} lag: n/a")
+            continue
+        parts = [info for (t, _), info in sorted(lags.items()) if t == topic]
+        if not parts:
+            out(f"  {topic:<40} lag: n/a (topic not created yet)")
+            continue
+        total = sum(p.lag for p in parts)
+        committed = ",".join("-" if p.committed is None else str(p.committed) for p in parts)
+        hw = ",".join(str(p.high_watermark) for p in parts)
+        out(f"  {topic:<40} lag: {total} (committed {committed}, end {hw}, group {s.consumer_group})")
+    return states
