@@ -1,0 +1,48 @@
+"""When the dbt assets run: eagerly after their raw CDC assets land (automation conditions set by the
+translator, evaluated by ``dbt_automation_sensor``), plus a daily full build; freshness checks on marts."""
+
+from __future__ import annotations
+
+import warnings
+
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    build_last_update_freshness_checks,
+    build_sensor_for_freshness_checks,
+)
+from dagster_dbt import build_schedule_from_dbt_selection
+
+from corisync_assets.dbt.assets import corisync_dbt_assets, dbt_asset_keys
+from corisync_assets.dbt.translator import MARTS_MAX_STALENESS
+
+dbt_daily_schedule = build_schedule_from_dbt_selection(
+    [corisync_dbt_assets],
+    job_name="dbt_daily_build",
+    cron_schedule="0 5 * * *",
+    dbt_select="fqn:*",
+    execution_timezone="UTC",
+    schedule_name="dbt_daily_schedule",
+)
+
+dbt_automation_sensor = AutomationConditionSensorDefinition(
+    "dbt_automation_sensor",
+    target=AssetSelection.assets(corisync_dbt_assets),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)
+
+# Dagster 1.13 prefers FreshnessPolicy (set on every mart by the translator); these explicit asset checks
+# add a check result per mart (alertable, runnable from a job or a test) on the same bound.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*is superseded.*")
+    marts_freshness_checks = build_last_update_freshness_checks(
+        assets=dbt_asset_keys("marts"),
+        lower_bound_delta=MARTS_MAX_STALENESS,
+    )
+    marts_freshness_sensor = build_sensor_for_freshness_checks(
+        freshness_checks=marts_freshness_checks,
+        name="dbt_marts_freshness_sensor",
+        default_status=DefaultSensorStatus.RUNNING,
+    )

@@ -1,0 +1,100 @@
+"""The dbt CLI resource, configured from :mod:`corisync_assets.environment` settings.
+
+dbt reads its profile (dbt_project/profiles.yml) through ``env_var()``. So that dbt sees exactly what the
+Settings object says (also when a caller builds Settings by hand, as the tests do), the resource carries
+the relevant values and exports them to the dbt process for the duration of each ``cli()`` call. Nothing
+secret is carried: BigQuery credentials stay in the process environment (ADC).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dagster_dbt import DbtCliResource
+from pydantic import Field
+
+from corisync_assets.environment import Settings
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent.parent / "dbt_project"
+
+#: dbt's indirect selection, set explicitly. "buildable": selecting models runs every test whose parents
+#: are selected or are upstream of the selection, so a mart's relationships tests to staging run with the
+#: mart, but a test joining a selected model to an unselected *downstream* or *sibling* model does not
+#: (with dbt's default "eager" such tests would run and Dagster would log them as stray observations).
+#: When Dagster needs exact check selection it still overrides this with "empty" for that run.
+INDIRECT_SELECTION = "buildable"
+
+_environ_lock = threading.RLock()
+
+
+def dbt_executable() -> str:
+    """The dbt next to this interpreter (the venv's, also when the venv is not activated), else PATH's."""
+    beside = Path(sys.executable).parent / "dbt"
+    return os.fspath(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+
+
+@contextmanager
+def _exported(env: Mapping[str, str]) -> Iterator[None]:
+    with _environ_lock:
+        saved = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def dbt_env(s: Settings) -> dict[str, str]:
+    """The environment dbt's profile reads, derived from the settings (names as in ENV_VARS)."""
+    env = {
+        "CORISYNC_DBT_TARGET": s.effective_dbt_target,
+        "CORISYNC_DUCKDB_PATH": str(s.warehouse_path),
+        "CORISYNC_BQ_LOCATION": s.bq_location,
+        "CORISYNC_BQ_RAW_DATASET": s.bq_raw_dataset,
+        "CORISYNC_BQ_STAGING_DATASET": s.bq_staging_dataset,
+        "CORISYNC_BQ_MARTS_DATASET": s.bq_marts_dataset,
+        "DBT_INDIRECT_SELECTION": INDIRECT_SELECTION,
+    }
+    if s.gcp_project:
+        env["CORISYNC_GCP_PROJECT"] = s.gcp_project
+    return env
+
+
+class CorisyncDbtCliResource(DbtCliResource):
+    """DbtCliResource that exports ``dbt_env`` to dbt (the subprocess and the in-process adapter used for
+    row counts and column metadata)."""
+
+    dbt_env: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables exported to dbt for each invocation."
+    )
+
+    def cli(self, args, **kwargs: Any):  # type: ignore[override]
+        duckdb_path = self.dbt_env.get("CORISYNC_DUCKDB_PATH")
+        if duckdb_path and self.dbt_env.get("CORISYNC_DBT_TARGET", "local") == "local":
+            Path(duckdb_path).parent.mkdir(parents=True, exist_ok=True)
+        with _exported(self.dbt_env):
+            return super().cli(args, **kwargs)
+
+
+def dbt_resource(s: Settings) -> CorisyncDbtCliResource:
+    """The resource to bind as ``dbt`` for :data:`corisync_assets.dbt.corisync_dbt_assets`."""
+    from corisync_assets.dbt.project import dbt_project_for
+
+    return CorisyncDbtCliResource(
+        project_dir=dbt_project_for(s),
+        profiles_dir=os.fspath(dbt_project_for(s).profiles_dir),
+        target=s.effective_dbt_target,
+        dbt_executable=dbt_executable(),
+        dbt_env=dbt_env(s),
+    )
