@@ -8,13 +8,16 @@ offset + 1. Topics it auto-creates get several partitions, so CDC topics are cre
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from pathlib import Path
 
 from corisync_assets.environment import Settings
 from corisync_assets.local.procs import (
     StackError,
     parse_host_port,
+    pid_alive,
     port_open,
     running_pid,
     spawn,
@@ -80,14 +83,21 @@ def start(s: Settings) -> str:
             "--storage-engine", "memory://tansu/"]
     env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
     new_pid = spawn(argv, log=logfile(s), pidfile=pidfile(s), cwd=s.home, env=env)
-    wait_until(lambda: port_open(host, port) or running_pid(pidfile(s), _marker()) is None, 20)
-    if running_pid(pidfile(s), _marker()) != new_pid or not port_open(host, port):
-        stop(s)
+    # judge by the pid we spawned: right after fork its cmdline may not show the binary yet
+    wait_until(lambda: port_open(host, port) or not pid_alive(new_pid), 20)
+    if not pid_alive(new_pid) or not port_open(host, port):
+        _kill(new_pid)
         raise StackError(f"broker: did not come up on {host}:{port}: {tail(logfile(s), 2) or 'no output'}")
     if not wait_until(lambda: metadata_ok(s), 20, 0.5):
-        stop(s)
+        _kill(new_pid)
         raise StackError(f"broker: {host}:{port} accepts connections but answers no metadata request")
     return "started"
+
+
+def _kill(pid_: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid_, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(pid_), 5, 0.05)
 
 
 def stop(s: Settings) -> bool:

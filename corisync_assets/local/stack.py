@@ -19,7 +19,7 @@ from corisync_assets.environment import Settings, settings
 from corisync_assets.local import broker, postgres
 from corisync_assets.local.debezium_runner import logfile as dbz_logfile
 from corisync_assets.local.debezium_runner import workdir as dbz_workdir
-from corisync_assets.local.procs import StackError, running_pid, spawn, stop_pid, tail, wait_until
+from corisync_assets.local.procs import StackError, pid_alive, running_pid, spawn, stop_pid, tail, wait_until
 
 RUNNER_MODULE = "corisync_assets.local.debezium_runner"
 Printer = Callable[[str], None]
@@ -66,11 +66,13 @@ def start_debezium(s: Settings, timeout: float = 180.0) -> str:
     out = dbz_workdir(s) / "stdout.log"
     pid = spawn([sys.executable, "-m", RUNNER_MODULE], log=out, pidfile=dbz_pidfile(s), cwd=dbz_workdir(s),
                 env=env)
-    ok = wait_until(lambda: dbz_pid(s) != pid or slot_active(s), timeout, 0.5)
-    if dbz_pid(s) != pid:
+    # judge by the pid we spawned: right after fork its cmdline may not show the module yet
+    ok = wait_until(lambda: not pid_alive(pid) or slot_active(s), timeout, 0.5)
+    if not pid_alive(pid):
         why = tail(out, 1) or tail(dbz_logfile(s), 1) or "exited"
         raise StackError(f"debezium: runner exited during start: {why}")
     if not ok:
+        stop_debezium(s)
         raise StackError(f"debezium: not streaming after {timeout:.0f}s (see {dbz_logfile(s)})")
     return "started"
 

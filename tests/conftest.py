@@ -1,0 +1,58 @@
+"""Shared fixtures. ``stack``: the local stack (Postgres, broker, Debezium) on test ports in a temp home.
+
+Ports differ from a developer's stack (55432/59092) so both can run side by side; override with
+CORISYNC_TEST_PG_PORT / CORISYNC_TEST_KAFKA_PORT. The session's environment is pointed at the test stack
+before anything reads ``settings()``, so every test sees it through ``corisync_assets.environment.settings()``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from corisync_assets.environment import Settings
+
+SECRET_VARS = ("CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_PASSWORD")
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Settings]:
+    """Bring the local stack up once per session (temp CORISYNC_HOME); yields the Settings; tears it down."""
+    from corisync_assets import environment
+    from corisync_assets.local import stack as local_stack
+
+    home = Path(tempfile.mkdtemp(prefix="corisync-test-", dir="/tmp"))
+    home.chmod(0o755)  # the postgres OS user must traverse it
+    overrides = {
+        "CORISYNC_ENV": "local",
+        "CORISYNC_HOME": str(home),
+        "CORISYNC_PG_HOST": "127.0.0.1",
+        "CORISYNC_PG_PORT": os.environ.get("CORISYNC_TEST_PG_PORT", "55433"),
+        "CORISYNC_KAFKA_BOOTSTRAP": "127.0.0.1:" + os.environ.get("CORISYNC_TEST_KAFKA_PORT", "59093"),
+    }
+    saved = {var: os.environ.get(var) for var in (*overrides, *SECRET_VARS)}
+    os.environ.update(overrides)
+    for var in SECRET_VARS:  # a developer's secrets must not leak into the test cluster
+        os.environ.pop(var, None)
+    environment.settings.cache_clear()
+    s = environment.settings()
+    try:
+        local_stack.up(s, out=lambda _line: None)
+        environment.settings.cache_clear()  # now with the generated passwords
+        yield environment.settings()
+    finally:
+        try:
+            local_stack.down(environment.settings(), out=lambda _line: None)
+        finally:
+            for var, value in saved.items():
+                if value is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = value
+            environment.settings.cache_clear()
+            shutil.rmtree(home, ignore_errors=True)
