@@ -184,3 +184,29 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
 def settings() -> Settings:
     """Process-wide settings (read once)."""
     return load_settings()
+
+
+def resources(s: Settings) -> dict:
+    """The resources every asset, sensor and schedule is bound to; the only place that picks per mode."""
+    from dagster import EnvVar
+
+    from corisync_assets.resources.kafka import KafkaResource
+
+    kafka = KafkaResource(
+        bootstrap_servers=s.kafka_bootstrap,
+        security_protocol=s.kafka_security_protocol,
+        sasl_mechanism=s.kafka_sasl_mechanism,
+        sasl_username=s.kafka_sasl_username,
+        # the secret stays an EnvVar: Dagster resolves it at run time and never shows it in the UI
+        sasl_password=EnvVar("CORISYNC_KAFKA_SASL_PASSWORD") if s.kafka_sasl_password else None,
+        consumer_group=s.consumer_group,
+    )
+    if s.mode == "prod":
+        from corisync_assets.resources.warehouse.bigquery import BigQueryWarehouse
+
+        warehouse = BigQueryWarehouse(project=s.gcp_project, location=s.bq_location, dataset=s.bq_raw_dataset)
+    else:
+        from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
+
+        warehouse = DuckDBWarehouse(path=str(s.warehouse_path))
+    return {"kafka": kafka, "warehouse": warehouse}

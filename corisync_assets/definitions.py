@@ -1,0 +1,29 @@
+"""The code location: composes every part of CoriSync into one `Definitions` (`defs`).
+
+The only module that knows every part; what differs between local and prod comes from `environment`.
+Data flows one way: Postgres sources -> raw CDC assets (Debezium/Kafka) -> dbt staging -> marts.
+"""
+
+from dagster import Definitions
+
+from corisync_assets.cdc.assets import build_raw_cdc_assets, postgres_source_specs
+from corisync_assets.cdc.connector_config import load_connector_config
+from corisync_assets.cdc.sensors import build_lag_sensor, raw_cdc_catch_up_job, raw_cdc_hourly_schedule
+from corisync_assets.dbt import dbt_definitions
+from corisync_assets.environment import resources, settings
+
+
+def build_definitions() -> Definitions:
+    s = settings()
+    connector = load_connector_config(s.connector_config)
+    cdc = Definitions(
+        assets=[*postgres_source_specs(connector), *build_raw_cdc_assets(connector)],
+        jobs=[raw_cdc_catch_up_job],
+        schedules=[raw_cdc_hourly_schedule],
+        sensors=[build_lag_sensor(connector, threshold=s.lag_threshold)],
+        resources=resources(s),
+    )
+    return Definitions.merge(cdc, dbt_definitions(s))
+
+
+defs = build_definitions()

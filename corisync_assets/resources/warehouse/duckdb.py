@@ -1,0 +1,219 @@
+"""DuckDB implementation of the landing interface (local mode).
+
+Values arrive in wire form (exact strings for numerics and timestamps); SQL casts them once per batch, so
+decoding stays cheap and no precision is lost. DuckDB allows one writer process per file: connections are
+short-lived and retried while another run (or dbt) holds the lock.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from corisync_assets.cdc.envelope import SNAPSHOT_END, ChangeBatch, Column, check_identifier
+from corisync_assets.resources.warehouse.base import DEAD_LETTERS, LandResult, Warehouse
+
+
+def q(name: str) -> str:
+    return '"' + check_identifier(name) + '"'
+
+
+def sql_type(col: Column) -> str:
+    t = col.logical_type
+    if t == "decimal":
+        if col.precision is not None and col.precision <= 38:
+            return f"DECIMAL({col.precision},{col.scale or 0})"
+        return "VARCHAR"  # unconstrained numeric: keep the exact text rather than round it
+    return {
+        "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT", "float32": "REAL", "float64": "DOUBLE",
+        "bool": "BOOLEAN", "string": "VARCHAR", "date": "DATE", "timestamp": "TIMESTAMP",
+        "timestamptz": "TIMESTAMPTZ", "json": "JSON", "bytes": "BLOB",
+    }[t]
+
+
+def json_type(col: Column) -> str:
+    """Type json_transform extracts the wire value as (exact text unless the JSON value is a plain scalar)."""
+    return {"int16": "BIGINT", "int32": "BIGINT", "int64": "BIGINT", "float32": "DOUBLE", "float64": "DOUBLE",
+            "bool": "BOOLEAN", "date": "BIGINT", "timestamp": "BIGINT"}.get(col.logical_type, "VARCHAR")
+
+
+def sql_value(col: Column, ref: str) -> str:
+    """Expression converting the wire value in `ref` to the column's SQL type."""
+    t = col.logical_type
+    if t == "date":
+        return f"CAST(DATE '1970-01-01' + CAST({ref} AS INTEGER) AS DATE)"
+    if t == "timestamp":
+        return f"make_timestamp({ref})" if col.scale == 6 else f"epoch_ms({ref})"
+    if t == "bytes":
+        return f"from_base64({ref})"
+    return f"CAST({ref} AS {sql_type(col)})"
+
+
+CHANGELOG_DDL = """(
+    event_id VARCHAR NOT NULL, op VARCHAR NOT NULL, key JSON, before JSON, after JSON,
+    source_lsn BIGINT, source_txid BIGINT, source_ts_ms BIGINT, snapshot VARCHAR,
+    kafka_topic VARCHAR, kafka_partition INTEGER, kafka_offset BIGINT, landed_at TIMESTAMPTZ NOT NULL)"""
+
+DEAD_LETTER_DDL = """(
+    source_table VARCHAR, kafka_topic VARCHAR, kafka_partition INTEGER, kafka_offset BIGINT,
+    error VARCHAR, key VARCHAR, value VARCHAR, landed_at TIMESTAMPTZ NOT NULL)"""
+
+
+class DuckDBWarehouse(Warehouse):
+    """Raw CDC tables in one DuckDB file (the same file dbt's local target reads)."""
+
+    path: str
+    schema_name: str = "raw_cdc"
+    lock_timeout_s: float = 300.0
+
+    @property
+    def kind(self) -> str:
+        return "duckdb"
+
+    @contextmanager
+    def connect(self, read_only: bool = False):
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_s
+        while True:
+            try:
+                con = duckdb.connect(self.path, read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.25)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def row_count(self, table: str) -> int:
+        with self.connect() as con:
+            return con.execute(f"SELECT count(*) FROM {q(self.schema_name)}.{q(table)}").fetchone()[0]
+
+    def land(self, batch: ChangeBatch) -> LandResult:
+        current, changelog = self.table_names(batch.table)
+        s = q(self.schema_name)
+        cur, log, dlq = f"{s}.{q(current)}", f"{s}.{q(changelog)}", f"{s}.{q(DEAD_LETTERS)}"
+        with self.connect() as con:
+            con.execute("BEGIN")
+            try:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+                con.execute(f"CREATE TABLE IF NOT EXISTS {dlq} {DEAD_LETTER_DDL}")
+                new_dead = self._land_dead_letters(con, dlq, batch)
+                new_events = duplicates = 0
+                if len(batch):
+                    new_events, duplicates = self._land_events(con, cur, log, batch)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return LandResult(new_events, duplicates, new_dead)
+
+    def _land_dead_letters(self, con, dlq: str, batch: ChangeBatch) -> int:
+        if not batch.dead_letters:
+            return 0
+        rows = [
+            (batch.table, d.topic, d.partition, d.offset, d.error,
+             d.key.decode("utf-8", "replace") if d.key else None,
+             d.value.decode("utf-8", "replace") if d.value is not None else None)
+            for d in batch.dead_letters
+        ]
+        con.execute("CREATE TEMP TABLE _dl (source_table VARCHAR, kafka_topic VARCHAR, kafka_partition INTEGER,"
+                    " kafka_offset BIGINT, error VARCHAR, key VARCHAR, value VARCHAR)")
+        con.executemany("INSERT INTO _dl VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        # the same message (topic, partition, offset and bytes) dead-lettered twice is one row
+        n = con.execute(
+            f"""INSERT INTO {dlq} SELECT d.*, now() FROM _dl d WHERE NOT EXISTS (
+                SELECT 1 FROM {dlq} x WHERE x.kafka_topic = d.kafka_topic AND x.kafka_partition = d.kafka_partition
+                AND x.kafka_offset = d.kafka_offset AND x.value IS NOT DISTINCT FROM d.value)"""
+        ).fetchone()[0]
+        con.execute("DROP TABLE _dl")
+        return n
+
+    def _ensure_tables(self, con, cur: str, log: str, batch: ChangeBatch) -> None:
+        schema = batch.schema
+        con.execute(f"CREATE TABLE IF NOT EXISTS {log} {CHANGELOG_DDL}")
+        cols = ", ".join(f"{q(c.name)} {sql_type(c)}" for c in schema.columns)
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {cur} ({cols}, _cdc_op VARCHAR, _cdc_lsn BIGINT, _cdc_ts_ms BIGINT,"
+            " _cdc_landed_at TIMESTAMPTZ)"
+        )
+        existing = {r[0] for r in con.execute(f"SELECT column_name FROM (DESCRIBE {cur})").fetchall()}
+        for c in schema.columns:  # additive schema evolution: a new source column becomes a new column
+            if c.name not in existing:
+                con.execute(f"ALTER TABLE {cur} ADD COLUMN {q(c.name)} {sql_type(c)}")
+
+    def _land_events(self, con, cur: str, log: str, batch: ChangeBatch) -> tuple[int, int]:
+        if batch.schema is None:  # only truncates so far: the table's columns are still unknown
+            raise ValueError(f"no row schema seen yet for table {batch.table!r}; cannot land a bare truncate")
+        self._ensure_tables(con, cur, log, batch)
+        con.register("_incoming", batch.to_arrow())
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _new AS
+            SELECT * FROM _incoming i
+            WHERE NOT EXISTS (
+                SELECT 1 FROM {log} c
+                WHERE c.source_lsn BETWEEN (SELECT min(_cdc_lsn) FROM _incoming)
+                                       AND (SELECT max(_cdc_lsn) FROM _incoming)
+                  AND c.event_id = i._cdc_event_id)
+            QUALIFY row_number() OVER (PARTITION BY _cdc_event_id ORDER BY _cdc_partition, _cdc_offset) = 1"""
+        )
+        con.unregister("_incoming")
+        new = con.execute("SELECT count(*) FROM _new").fetchone()[0]
+        if new:
+            con.execute(
+                f"""INSERT INTO {log} SELECT _cdc_event_id, _cdc_op, CAST(_cdc_key AS JSON),
+                nullif(json_extract(_cdc_payload, '$.before'), 'null'),
+                nullif(json_extract(_cdc_payload, '$.after'), 'null'),
+                _cdc_lsn, _cdc_txid, _cdc_ts_ms, _cdc_snapshot, _cdc_topic, _cdc_partition, _cdc_offset, now()
+                FROM _new ORDER BY _cdc_partition, _cdc_offset"""
+            )
+            self._apply_current(con, cur, batch)
+        con.execute("DROP TABLE _new")
+        return new, len(batch) - new
+
+    @staticmethod
+    def _apply_current(con, cur: str, batch: ChangeBatch) -> None:
+        schema = batch.schema
+        truncate_lsn = con.execute("SELECT max(_cdc_lsn) FROM _new WHERE _cdc_op = 't'").fetchone()[0]
+        if truncate_lsn is not None:
+            con.execute(f"DELETE FROM {cur}")
+        row_spec = "{" + ", ".join(f'"{c.name}": "{json_type(c)}"' for c in schema.columns) + "}"
+        by_name = {c.name: c for c in schema.columns}
+        key_spec = "{" + ", ".join(f'"{k}": "{json_type(by_name[k])}"' for k in schema.primary_key) + "}"
+
+        def raw(col: Column) -> str:  # deletes carry the primary key in the Kafka key only
+            ref = f"_r.{q(col.name)}"
+            return f"coalesce({ref}, _k.{q(col.name)})" if col.name in schema.primary_key else ref
+
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _latest AS
+            SELECT {", ".join(f"{sql_value(c, raw(c))} AS {q(c.name)}" for c in schema.columns)},
+                   _cdc_op, _cdc_lsn, _cdc_ts_ms
+            FROM (SELECT *, json_transform(json_extract(_cdc_payload, '$.after'), '{row_spec}') AS _r,
+                            json_transform(_cdc_key, '{key_spec}') AS _k
+                  FROM _new
+                  WHERE _cdc_op <> 't' AND _cdc_lsn > {int(truncate_lsn) if truncate_lsn is not None else -1})
+            QUALIFY row_number() OVER (PARTITION BY {", ".join(raw(by_name[k]) for k in schema.primary_key)}
+                                       ORDER BY _cdc_partition DESC, _cdc_offset DESC) = 1"""
+        )
+        match = " AND ".join(f"t.{q(k)} = l.{q(k)}" for k in schema.primary_key)
+        con.execute(f"DELETE FROM {cur} t USING _latest l WHERE {match}")
+        names = ", ".join(q(c.name) for c in schema.columns)
+        con.execute(
+            f"""INSERT INTO {cur} ({names}, _cdc_op, _cdc_lsn, _cdc_ts_ms, _cdc_landed_at)
+            SELECT {names}, _cdc_op, _cdc_lsn, _cdc_ts_ms, now() FROM _latest WHERE _cdc_op <> 'd'"""
+        )
+        con.execute("DROP TABLE _latest")
+        ends = ", ".join(f"'{v}'" for v in sorted(SNAPSHOT_END))
+        snapshot_end = con.execute(
+            f"SELECT max(_cdc_lsn) FROM _new WHERE _cdc_op = 'r' AND _cdc_snapshot IN ({ends})"
+        ).fetchone()[0]
+        if snapshot_end is not None:
+            # A finished snapshot re-read every live row at its LSN: older rows were deleted while their delete
+            # event was lost (e.g. the local broker restarted before landing).
+            con.execute(f"DELETE FROM {cur} WHERE _cdc_lsn < {int(snapshot_end)}")

@@ -1,0 +1,136 @@
+"""Debezium-shaped change events (JsonConverter, schemas enabled) for unit tests and the benchmark.
+
+The shape mirrors what the real Postgres connector emits for `public.courses` with the project's connector
+config (decimal.handling.mode=string, column.propagate.source.type=.*); the integration tests check the
+decoder against the real connector's output, these vectors only make pure tests and benchmarks cheap.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+PREFIX = "tc4a"
+
+
+def _p(pg_type: str, length: int | None = None, scale: int | None = None) -> dict:
+    params = {"__debezium.source.column.type": pg_type}
+    if length is not None:
+        params["__debezium.source.column.length"] = str(length)
+    if scale is not None:
+        params["__debezium.source.column.scale"] = str(scale)
+    return {"parameters": params}
+
+
+COURSE_FIELDS = [
+    {"type": "int64", "optional": False, "field": "course_id", **_p("INT8", 19, 0)},
+    {"type": "string", "optional": False, "field": "code", **_p("TEXT", 2147483647, 0)},
+    {"type": "string", "optional": False, "field": "title", **_p("TEXT", 2147483647, 0)},
+    {"type": "string", "optional": True, "field": "description", **_p("TEXT", 2147483647, 0)},
+    {"type": "string", "optional": False, "field": "level", **_p("TEXT", 2147483647, 0)},
+    {"type": "string", "optional": False, "field": "price", **_p("NUMERIC", 10, 2)},
+    {"type": "boolean", "optional": False, "field": "is_published", **_p("BOOL", 1, 0)},
+    {"type": "string", "optional": False, "name": "io.debezium.data.Json", "version": 1, "field": "tags",
+     **_p("JSONB", 2147483647, 0)},
+    {"type": "int32", "optional": True, "field": "seats", **_p("INT4", 10, 0)},
+    {"type": "string", "optional": False, "name": "io.debezium.time.ZonedTimestamp", "version": 1,
+     "field": "created_at", **_p("TIMESTAMPTZ", 35, 6)},
+]
+
+SOURCE_SCHEMA = {"type": "struct", "optional": False, "name": "io.debezium.connector.postgresql.Source",
+                 "field": "source", "fields": [
+                     {"type": "string", "optional": False, "field": "version"},
+                     {"type": "string", "optional": False, "field": "connector"},
+                     {"type": "string", "optional": False, "field": "name"},
+                     {"type": "int64", "optional": False, "field": "ts_ms"},
+                     {"type": "string", "optional": True, "name": "io.debezium.data.Enum", "field": "snapshot"},
+                     {"type": "string", "optional": False, "field": "db"},
+                     {"type": "string", "optional": False, "field": "schema"},
+                     {"type": "string", "optional": False, "field": "table"},
+                     {"type": "int64", "optional": True, "field": "txId"},
+                     {"type": "int64", "optional": True, "field": "lsn"}]}
+
+
+def value_schema(table: str, fields: list[dict]) -> dict:
+    row = {"type": "struct", "fields": fields, "optional": True, "name": f"{PREFIX}.public.{table}.Value"}
+    return {"type": "struct", "optional": False, "name": f"{PREFIX}.public.{table}.Envelope", "version": 2,
+            "fields": [{**row, "field": "before"}, {**row, "field": "after"}, SOURCE_SCHEMA,
+                       {"type": "string", "optional": False, "field": "op"},
+                       {"type": "int64", "optional": True, "field": "ts_ms"}]}
+
+
+def key_schema(table: str, pk_fields: list[dict]) -> dict:
+    return {"type": "struct", "fields": pk_fields, "optional": False, "name": f"{PREFIX}.public.{table}.Key"}
+
+
+COURSES_VALUE_SCHEMA = value_schema("courses", COURSE_FIELDS)
+COURSES_KEY_SCHEMA = key_schema("courses", [COURSE_FIELDS[0]])
+
+
+def course_row(course_id: int, version: int = 0) -> dict:
+    return {
+        "course_id": course_id,
+        "code": f"C-{course_id:06d}",
+        "title": f"Course {course_id} — “Data” édition v{version}",
+        "description": None if course_id % 7 == 0 else "Long text " * (course_id % 5 + 1),
+        "level": ("beginner", "intermediate", "advanced")[course_id % 3],
+        "price": f"{(course_id * 37 + version) % 100000}.{course_id % 100:02d}",
+        "is_published": course_id % 2 == 0,
+        "tags": orjson.dumps({"v": version, "t": ["sql", "python"][: course_id % 3]}).decode(),
+        "seats": None if course_id % 11 == 0 else 10 + course_id % 40,
+        "created_at": f"2026-0{1 + course_id % 9}-1{course_id % 10}T0{course_id % 10}:15:30.{course_id % 1000:06d}Z",
+    }
+
+
+def envelope(op: str, key: int | None, before: dict | None, after: dict | None, lsn: int, txid: int,
+             ts_ms: int, snapshot: str = "false", table: str = "courses") -> tuple[bytes | None, bytes]:
+    """(key bytes, value bytes) of one event as Debezium's JsonConverter writes them."""
+    source = {"version": "3.6.3.Final", "connector": "postgresql", "name": PREFIX, "ts_ms": ts_ms,
+              "snapshot": snapshot, "db": "tc4a", "schema": "public", "table": table, "txId": txid, "lsn": lsn}
+    value = {"schema": COURSES_VALUE_SCHEMA,
+             "payload": {"before": before, "after": after, "source": source, "op": op, "ts_ms": ts_ms + 5}}
+    key_bytes = None
+    if key is not None:
+        key_bytes = orjson.dumps({"schema": COURSES_KEY_SCHEMA, "payload": {"course_id": key}})
+    return key_bytes, orjson.dumps(value)
+
+
+def change_stream(n: int, *, start_lsn: int = 1_000_000, ids: int | None = None):
+    """n events over `ids` courses: first an insert per id, then updates, with every 10th change a delete
+    followed by a re-insert. Yields (key, value) pairs; tombstones follow deletes as Debezium emits them."""
+    ids = ids or max(n // 4, 1)
+    lsn, live, version = start_lsn, {}, {}
+    for i in range(n):
+        cid = i % ids + 1
+        lsn += 16
+        ts = 1_764_000_000_000 + i
+        if cid not in live:
+            row = course_row(cid, version.setdefault(cid, 0))
+            live[cid] = row
+            yield envelope("c", cid, None, row, lsn, 700 + i, ts)
+        elif i % 10 == 9:
+            yield envelope("d", cid, live.pop(cid), None, lsn, 700 + i, ts)
+            yield course_key(cid), None
+        else:
+            version[cid] += 1
+            row = course_row(cid, version[cid])
+            yield envelope("u", cid, live[cid], row, lsn, 700 + i, ts)
+            live[cid] = row
+
+
+def course_key(cid: int) -> bytes:
+    return orjson.dumps({"schema": COURSES_KEY_SCHEMA, "payload": {"course_id": cid}})
+
+
+def expected_state(n: int, *, ids: int | None = None) -> dict[int, dict]:
+    """The current state change_stream(n) leaves behind, computed by replaying it in plain Python."""
+    state: dict[int, dict] = {}
+    for key, value in change_stream(n, ids=ids):
+        if value is None:
+            continue
+        payload = orjson.loads(value)["payload"]
+        cid = orjson.loads(key)["payload"]["course_id"]
+        if payload["op"] == "d":
+            state.pop(cid, None)
+        else:
+            state[cid] = payload["after"]
+    return state
