@@ -58,12 +58,22 @@ def parse_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def required_names() -> set[str]:
+    """Variables compose refuses to run without (`${NAME:?message}`)."""
+    names: set[str] = set()
+    for path in COMPOSE_FILES:
+        names |= set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*):\?", path.read_text()))
+    return names
+
+
 def compose_env() -> dict[str, str]:
-    """A process environment for `compose config`: .env.example with dummy values for the empty ones."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CORISYNC_", "DAGSTER_", "COMPOSE_"))}
+    """A process environment for `compose config`: docker/.env.example as a user would fill it, i.e. a
+    dummy value for each required variable left empty there, the other values as they are."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CORISYNC_", "DAGSTER_", "COMPOSE_", "GOOGLE_", "MB_", "VW_", "POSTGRES_"))}
+    required = required_names()
     for name, value in parse_env_file(ENV_EXAMPLE).items():
-        env[name] = value or f"dummy-{name.lower()}"
-    env["GOOGLE_APPLICATION_CREDENTIALS"] = ""  # empty is its documented default (VM identity)
+        env[name] = value or (f"dummy-{name.lower().replace('_', '-')}" if name in required else "")
     return env
 
 

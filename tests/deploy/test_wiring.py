@@ -201,7 +201,7 @@ def test_dockerfile_installs_from_the_lockfile() -> None:
         assert needed in ignore
 
 
-def test_entry_point_module_loads_in_prod_mode() -> None:
+def test_entry_point_module_loads_in_prod_mode(tmp_path: Path) -> None:
     """What the user-code container does at start: load corisync_assets.definitions:defs, with the
     environment compose gives it (dummy secrets; nothing is contacted while loading)."""
     path = REPO / "corisync_assets" / "definitions.py"
@@ -209,7 +209,7 @@ def test_entry_point_module_loads_in_prod_mode() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CORISYNC_", "DAGSTER_"))}
     env.update({k: str(v) for k, v in compose_model()["services"]["dagster-user-code"]["environment"].items()})
     env["CORISYNC_CONNECTOR_CONFIG"] = str(CONNECTOR_CONFIG)  # the image's copy of the same file
-    env["DAGSTER_HOME"] = str(DAGSTER_YAML.parent)
+    env["DAGSTER_HOME"] = str(tmp_path)  # a default instance: loading definitions needs no storage
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
          "-m", "corisync_assets.definitions", "-a", "defs"],
