@@ -57,6 +57,25 @@ def slot_active(s: Settings) -> bool:
     return out.strip() == "t"
 
 
+def check_captured_tables(s: Settings) -> None:
+    """Every table the connector config captures must exist, or Debezium would silently capture nothing."""
+    from corisync_assets.cdc.connector_config import load_connector_config, settings_environ
+
+    connector = load_connector_config(s.connector_config, settings_environ(s))
+    out = postgres.psql(
+        s,
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE';",
+        db=s.pg_database,
+    )
+    existing = set(out.split())
+    missing = [f"{schema}.{table}" for schema, table in connector.tables if f"{schema}.{table}" not in existing]
+    if missing:
+        raise StackError(
+            f"debezium: connector config {connector.path} captures {', '.join(missing)}, "
+            f"which is not a table in database {s.pg_database}"
+        )
+
+
 def start_debezium(s: Settings, timeout: float = 180.0) -> str:
     if dbz_pid(s) is not None:
         return "running"
@@ -103,6 +122,7 @@ def up(s: Settings | None = None, out: Printer = print) -> UpResult:
     out(_line("postgres", f"up {s.pg_host}:{s.pg_port}" + (" (already running)" if pg_state == "running" else "")))
     br_state = broker.start(s)
     out(_line("broker", f"up {s.kafka_bootstrap}" + (" (already running)" if br_state == "running" else "")))
+    check_captured_tables(s)
     if br_state == "started" and dbz_pid(s) is not None:
         stop_debezium(s)  # it was connected to the old broker
         out(_line("debezium", "restarting: the broker was restarted"))
