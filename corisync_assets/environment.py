@@ -83,6 +83,7 @@ class Settings(BaseModel):
     bq_raw_dataset: str = "corisync_raw"
     bq_staging_dataset: str = "corisync_staging"
     bq_marts_dataset: str = "corisync_marts"
+    bigquery_emulator_host: str | None = None
     dbt_target: str | None = None
     spark_master: str = "local[*]"
 
@@ -130,6 +131,7 @@ _FIELDS = {
     "bq_raw_dataset": "CORISYNC_BQ_RAW_DATASET",
     "bq_staging_dataset": "CORISYNC_BQ_STAGING_DATASET",
     "bq_marts_dataset": "CORISYNC_BQ_MARTS_DATASET",
+    "bigquery_emulator_host": "BIGQUERY_EMULATOR_HOST",
     "dbt_target": "CORISYNC_DBT_TARGET",
     "spark_master": "CORISYNC_SPARK_MASTER",
 }
