@@ -31,15 +31,18 @@ locals {
     }
   }
 
+  dagster_model_role = var.dbt_impersonation ? "roles/bigquery.dataViewer" : "roles/bigquery.dataEditor"
+
   # Who may do what, dataset by dataset (least privilege).
   dataset_roles = {
-    dagster_raw_editor     = { dataset = "raw", role = "roles/bigquery.dataEditor", member = google_service_account.dagster.member }
-    dagster_staging_viewer = { dataset = "staging", role = "roles/bigquery.dataViewer", member = google_service_account.dagster.member }
-    dagster_marts_viewer   = { dataset = "marts", role = "roles/bigquery.dataViewer", member = google_service_account.dagster.member }
-    dbt_raw_viewer         = { dataset = "raw", role = "roles/bigquery.dataViewer", member = google_service_account.dbt.member }
-    dbt_staging_editor     = { dataset = "staging", role = "roles/bigquery.dataEditor", member = google_service_account.dbt.member }
-    dbt_marts_editor       = { dataset = "marts", role = "roles/bigquery.dataEditor", member = google_service_account.dbt.member }
-    metabase_marts_viewer  = { dataset = "marts", role = "roles/bigquery.dataViewer", member = google_service_account.metabase.member }
+    dagster_raw_editor = { dataset = "raw", role = "roles/bigquery.dataEditor", member = google_service_account.dagster.member }
+    # dbt runs inside Dagster runs: as the dbt account when its profile impersonates it, else as Dagster.
+    dagster_staging       = { dataset = "staging", role = local.dagster_model_role, member = google_service_account.dagster.member }
+    dagster_marts         = { dataset = "marts", role = local.dagster_model_role, member = google_service_account.dagster.member }
+    dbt_raw_viewer        = { dataset = "raw", role = "roles/bigquery.dataViewer", member = google_service_account.dbt.member }
+    dbt_staging_editor    = { dataset = "staging", role = "roles/bigquery.dataEditor", member = google_service_account.dbt.member }
+    dbt_marts_editor      = { dataset = "marts", role = "roles/bigquery.dataEditor", member = google_service_account.dbt.member }
+    metabase_marts_viewer = { dataset = "marts", role = "roles/bigquery.dataViewer", member = google_service_account.metabase.member }
   }
 }
 

@@ -67,6 +67,12 @@ variable "staging_table_expiration_days" {
   }
 }
 
+variable "dbt_impersonation" {
+  description = "true once dbt's prod profile sets impersonate_service_account to the dbt account: Dagster then only reads staging and marts. false (today's profile): dbt runs as the Dagster account, which therefore writes them."
+  type        = bool
+  default     = false
+}
+
 variable "create_vm" {
   description = "Create the VM that runs the compose stack here (false when it runs on AWS or DigitalOcean)."
   type        = bool
