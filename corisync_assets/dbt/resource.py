@@ -24,12 +24,14 @@ from corisync_assets.environment import Settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent.parent / "dbt_project"
 
-#: dbt's indirect selection, set explicitly. "buildable": selecting models runs every test whose parents
-#: are selected or are upstream of the selection, so a mart's relationships tests to staging run with the
-#: mart, but a test joining a selected model to an unselected *downstream* or *sibling* model does not
-#: (with dbt's default "eager" such tests would run and Dagster would log them as stray observations).
-#: When Dagster needs exact check selection it still overrides this with "empty" for that run.
-INDIRECT_SELECTION = "buildable"
+#: dbt's indirect selection, set explicitly (not left to dbt's default or a developer's environment).
+#: Dagster selects every check of a selected asset; the dbt mode that always runs all of them is "eager":
+#: each test touching a selected model runs, including relationships tests to models not selected
+#: (e.g. stg_enrollments.user_id -> stg_users when only stg_enrollments is built). "buildable" and
+#: "cautious" would silently skip those. The price: a test attached to an unselected model that merely
+#: references a selected one also runs; dagster-dbt records it as an AssetObservation, not a check result.
+#: When Dagster needs exact check selection (checks subsetted in the UI) it overrides this with "empty".
+INDIRECT_SELECTION = "eager"
 
 _environ_lock = threading.RLock()
 

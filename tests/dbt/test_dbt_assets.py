@@ -1,0 +1,171 @@
+"""The dbt assets run through Dagster over a fixture warehouse; marts checked against figures computed in
+Python from the simulated platform (tests/dbt/expected.py), not from the marts' SQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import duckdb
+import pytest
+
+from corisync_assets.dbt import corisync_dbt_assets, dbt_asset_keys, dbt_resource
+from tests.dbt import expected
+from tests.dbt.conftest import BuiltWarehouse
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _rows(built: BuiltWarehouse, sql: str) -> list[dict]:
+    con = duckdb.connect(str(built.path), read_only=True)
+    try:
+        cur = con.execute(sql)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def test_full_build_materializes_everything_and_passes_checks(built: BuiltWarehouse) -> None:
+    assert built.result.success
+    materialized = {m.asset_key for m in built.result.get_asset_materialization_events()}
+    assert materialized == set(corisync_dbt_assets.keys)
+    evaluations = built.result.get_asset_check_evaluations()
+    assert {e.asset_check_key for e in evaluations} == set(corisync_dbt_assets.check_keys)
+    failed = [e.asset_check_key.to_user_string() for e in evaluations if not e.passed]
+    assert failed == []
+    print(f"\ndbt build of {len(materialized)} assets + {len(evaluations)} checks: {built.build_seconds:.1f}s")
+
+
+def test_materializations_carry_row_counts_schema_and_lineage(built: BuiltWarehouse) -> None:
+    by_key = {
+        e.asset_key: e.step_materialization_data.materialization.metadata
+        for e in built.result.get_asset_materialization_events()
+    }
+    funnel = by_key[dg.AssetKey(["marts", "mart_enrollment_funnel"])]
+    expected_groups = len(expected.enrollment_funnel(built.platform))
+    assert funnel["dagster/row_count"].value == expected_groups
+    columns = {c.name for c in funnel["dagster/column_schema"].value.columns}
+    assert {"course_id", "enrollment_month", "enrolled", "started", "completion_rate"} <= columns
+    lineage = funnel["dagster/column_lineage"].value.deps_by_column
+    assert dg.AssetKey(["staging", "stg_courses"]) in {d.asset_key for d in lineage["course_code"]}
+    # views get schema but no row count (dagster-dbt does not count views)
+    stg = by_key[dg.AssetKey(["staging", "stg_users"])]
+    assert "dagster/column_schema" in stg and "dagster/row_count" not in stg
+
+
+def test_enrollment_funnel(built: BuiltWarehouse) -> None:
+    want = expected.enrollment_funnel(built.platform)
+    got = {
+        (r["course_id"], r["enrollment_month"]): r
+        for r in _rows(built, "select * from marts.mart_enrollment_funnel")
+    }
+    assert set(got) == set(want)
+    for key, w in want.items():
+        g = got[key]
+        assert (g["enrolled"], g["started"], g["completed"], g["dropped"]) == (
+            w["enrolled"], w["started"], w["completed"], w["dropped"]
+        ), key
+        assert g["start_rate"] == pytest.approx(w["start_rate"])
+        assert g["completion_rate"] == pytest.approx(w["completion_rate"])
+    # the fixture has enrollments that started and then dropped out: they count as started
+    assert sum(w["started"] for w in want.values()) > sum(w["completed"] for w in want.values())
+
+
+def test_course_completion(built: BuiltWarehouse) -> None:
+    want = expected.course_completion(built.platform)
+    got = {r["course_id"]: r for r in _rows(built, "select * from marts.mart_course_completion")}
+    assert set(got) == set(want)
+    for cid, w in want.items():
+        g = got[cid]
+        for col in ("enrollments", "active", "completed", "dropped", "revenue"):
+            assert g[col] == w[col], (cid, col)
+        for col in ("completion_rate", "finished_completion_rate", "avg_days_to_complete"):
+            assert g[col] == pytest.approx(w[col]), (cid, col)
+
+
+def test_active_learners_weekly(built: BuiltWarehouse) -> None:
+    want = expected.active_learners_weekly(built.platform)
+    got = {r["week_start"]: r for r in _rows(built, "select * from marts.mart_active_learners_weekly")}
+    assert set(got) == set(want)
+    assert all(w.weekday() == 0 for w in got)  # ISO weeks start on Monday
+    for week, w in want.items():
+        g = got[week]
+        assert (g["active_learners"], g["activity_events"], g["learners_logged_in"]) == (
+            w["active_learners"], w["activity_events"], w["learners_logged_in"]
+        ), week
+
+
+def test_training_attendance(built: BuiltWarehouse) -> None:
+    want = expected.training_attendance(built.platform)
+    got = {
+        (r["trainer_id"], r["location"]): r
+        for r in _rows(built, "select * from marts.mart_training_attendance")
+    }
+    assert set(got) == set(want)
+    assert any(loc == "Online" for _, loc in got)  # 'online' and ' Online ' were merged
+    for key, w in want.items():
+        g = got[key]
+        for col, value in w.items():
+            if isinstance(value, float):
+                assert g[col] == pytest.approx(value), (key, col)
+            else:
+                assert g[col] == value, (key, col)
+
+
+def test_dim_users_first_and_last_activity(built: BuiltWarehouse) -> None:
+    want = expected.dim_users(built.platform)
+    got = {r["user_id"]: r for r in _rows(built, "select * from marts.dim_users")}
+    assert set(got) == set(want)
+    for uid, w in want.items():
+        for col, value in w.items():
+            assert got[uid][col] == value, (uid, col)
+
+
+def test_course_snapshot_keeps_history(built: BuiltWarehouse) -> None:
+    rows = _rows(built, "select course_id, price, dbt_valid_to from snapshots.snp_courses order by course_id")
+    assert len(rows) == len(built.platform.entities["courses"])  # first run: one open version per course
+    assert all(r["dbt_valid_to"] is None for r in rows)
+
+
+def test_incremental_changelog_model_appends_only_new_events(built: BuiltWarehouse) -> None:
+    """A later landing of enrollment changes: the incremental model merges just those events."""
+    key = dg.AssetKey(["marts", "fct_enrollment_events"])
+    before = _rows(built, "select count(*) as n from marts.fct_enrollment_events")[0]["n"]
+    landed = datetime(2025, 5, 2, 6, 0, tzinfo=UTC)
+    con = duckdb.connect(str(built.path))
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        last = con.execute(
+            "select after from raw_cdc.enrollments__changelog where op in ('c', 'u') order by source_lsn desc limit 1"
+        ).fetchone()[0]
+        after = json.loads(last)
+        new_after = {**after, "progress_pct": "99.00"}
+        for i in range(3):
+            con.execute(
+                "insert into raw_cdc.enrollments__changelog values "
+                "(?, 'u', ?, ?, ?, ?, ?, ?, 'false', 'tc4a.public.enrollments', 0, ?, ?)",
+                [f"late-{i}", json.dumps({"enrollment_id": after["enrollment_id"]}), json.dumps(after),
+                 json.dumps(new_after), 9_000_000 + i, 9000 + i,
+                 int((landed - timedelta(hours=1)).timestamp() * 1000) + i, 90_000 + i, landed],
+            )
+    finally:
+        con.close()
+    result = dg.materialize(
+        [corisync_dbt_assets], selection=[key], resources={"dbt": dbt_resource(built.settings)},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    rows = _rows(built, "select event_id from marts.fct_enrollment_events")
+    assert len(rows) == before + 3
+    assert len({r["event_id"] for r in rows}) == len(rows)
+
+
+def test_marts_have_freshness(built: BuiltWarehouse) -> None:
+    from corisync_assets.dbt import dbt_definitions, marts_freshness_checks
+
+    checked = {k.asset_key for c in marts_freshness_checks for k in c.check_keys}
+    assert checked == set(dbt_asset_keys("marts"))
+    graph = dbt_definitions(built.settings).resolve_asset_graph()
+    assert all(graph.get(k).freshness_policy is not None for k in dbt_asset_keys("marts"))
