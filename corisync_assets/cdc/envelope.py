@@ -8,7 +8,6 @@ envelope's schema (parsed once per distinct schema, not per message), and values
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -126,7 +125,13 @@ class ChangeBatch:
 
     def to_arrow(self) -> pa.Table:
         """One row per event, columns prefixed `_cdc_` (payload and key as JSON text)."""
-        return pa.table({f"_cdc_{k}": pa.array(v, type=META_COLUMNS[k]) for k, v in self.meta.items()})
+        columns = {}
+        for name, values in self.meta.items():
+            if name == "payload":  # raw bytes -> Arrow binary -> string: UTF-8 checked in C++, not per message
+                columns["_cdc_payload"] = pa.array(values, type=pa.binary()).cast(pa.string())
+            else:
+                columns[f"_cdc_{name}"] = pa.array(values, type=META_COLUMNS[name])
+        return pa.table(columns)
 
 
 META_COLUMNS: dict[str, pa.DataType] = {
@@ -146,23 +151,29 @@ META_COLUMNS: dict[str, pa.DataType] = {
 _PAYLOAD = b',"payload":'
 
 
-def split_converter_json(raw: bytes) -> tuple[bytes | None, bytes]:
+def split_converter_json(raw: bytes, known_schema: bytes | None = None) -> tuple[bytes | None, bytes]:
     """(schema part, payload part) of a JsonConverter message `{"schema":...,"payload":...}`.
 
     Slicing lets us parse the (small) payload per message and the (large) schema only when it changes.
-    Inside JSON strings quotes are escaped, so the first top-level `,"payload":` is the separator.
+    Inside JSON strings quotes are escaped, so the first top-level `,"payload":` is the separator. With the
+    schema part of the previous message (`known_schema`) a prefix compare replaces the scan.
     """
     if raw.startswith(b'{"schema":'):
+        if known_schema is not None and raw.startswith(known_schema, 10) and raw.startswith(
+            _PAYLOAD, 10 + len(known_schema)
+        ):
+            return known_schema, raw[10 + len(known_schema) + len(_PAYLOAD):-1]
         cut = raw.find(_PAYLOAD)
         if cut > 0 and raw.endswith(b"}"):
             return raw[10:cut], raw[cut + len(_PAYLOAD):-1]
     return None, raw
 
 
-def event_id(lsn: int, op: str, key_json: bytes) -> str:
+def event_id(lsn: int, op: str, key_json: str) -> str:
     """Identity of a change independent of its Kafka offset: a restarted broker renumbers offsets, and a
-    re-emitted event (runner killed before its offset flush) keeps its LSN, op and key."""
-    return hashlib.blake2b(b"%d|%s|%s" % (lsn, op.encode(), key_json), digest_size=16).hexdigest()
+    re-emitted event (runner killed before its offset flush) keeps its LSN, op and key. Within a table the
+    LSN orders changes and the key tells apart the rows a snapshot reads at one LSN."""
+    return f"{lsn}:{op}:{key_json}"
 
 
 class Decoder:
@@ -171,6 +182,8 @@ class Decoder:
     def __init__(self, table: str) -> None:
         self.table = table
         self._schemas: dict[tuple[bytes, bytes | None], TableSchema] = {}
+        self._value_schema: bytes | None = None
+        self._key_schema: bytes | None = None
         self.batch = ChangeBatch(table)
 
     def reset(self) -> ChangeBatch:
@@ -202,8 +215,9 @@ class Decoder:
 
     def _add(self, b: ChangeBatch, topic: str, partition: int, offset: int, key: bytes | None,
              value: bytes) -> None:
-        value_schema, payload_raw = split_converter_json(value)
-        key_schema, key_raw = split_converter_json(key) if key else (None, None)
+        value_schema, payload_raw = split_converter_json(value, self._value_schema)
+        key_schema, key_raw = split_converter_json(key, self._key_schema) if key else (None, None)
+        self._value_schema, self._key_schema = value_schema or self._value_schema, key_schema or self._key_schema
         try:
             payload = orjson.loads(payload_raw)
         except orjson.JSONDecodeError as exc:
@@ -224,7 +238,7 @@ class Decoder:
             schema = self._schema(value_schema, key_schema)
             if schema is not b.schema:
                 b.schema = schema if b.schema is None else _merge(b.schema, schema)
-        key_json = key_raw if key_raw and op != "t" else b""
+        key_json = key_raw.decode() if key_raw and op != "t" else ""
         lsn = int(source["lsn"])
         ts_ms = source.get("ts_ms")
         m = b.meta
@@ -237,8 +251,8 @@ class Decoder:
         m["topic"].append(topic)
         m["partition"].append(partition)
         m["offset"].append(offset)
-        m["key"].append(key_json.decode() if key_json else None)
-        m["payload"].append(payload_raw.decode())
+        m["key"].append(key_json or None)
+        m["payload"].append(payload_raw)
         b.ops[op] += 1
         if ts_ms is not None and (b.max_source_ts_ms is None or ts_ms > b.max_source_ts_ms):
             b.max_source_ts_ms = ts_ms

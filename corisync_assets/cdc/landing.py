@@ -2,8 +2,10 @@
 
 The run reads from the group's committed offsets up to the high watermarks seen when it started (so a busy
 topic cannot keep a run going forever), lands each batch in one warehouse transaction, and commits offsets
-only after that transaction succeeded. A crash between the two re-reads the batch next time; the warehouse
-drops events it already holds (by event identity, not offset), so nothing is lost or duplicated.
+only after that transaction succeeded. Decoding (Python) of the next batch overlaps the warehouse write of
+the previous one (a worker thread; DuckDB and BigQuery calls release the GIL); commits stay in order.
+A crash between write and commit re-reads the batch next time; the warehouse drops events it already
+holds (by event identity, not offset), so nothing is lost or duplicated.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -72,6 +75,7 @@ def land_table(
         decoder = Decoder(table)
         remaining = set(ends)
         last_progress = time.monotonic()
+        writer = _PipelinedWriter(consumer, warehouse, report, after_write)
         while remaining:
             messages = consumer.consume(num_messages=CONSUME_CHUNK, timeout=1.0)
             if messages:
@@ -96,9 +100,10 @@ def land_table(
             pending = decoder.batch
             if pending.offsets and (len(pending) + len(pending.dead_letters) + pending.tombstones >= batch_size
                                     or not remaining):
-                _flush(consumer, warehouse, decoder.reset(), report, after_write)
+                writer.submit(decoder.reset())
         if decoder.batch.offsets:
-            _flush(consumer, warehouse, decoder.reset(), report, after_write)
+            writer.submit(decoder.reset())
+        writer.finish()
     finally:
         consumer.close()
     report.lag_after = kafka.lag([topic])
@@ -133,12 +138,36 @@ def _assign_from_committed(consumer, topic: str, log: Callable[[str], None]) -> 
     return ends
 
 
-def _flush(consumer, warehouse: Warehouse, batch: ChangeBatch, report: LandingReport, after_write) -> None:
-    result = warehouse.land(batch)
-    if after_write is not None:
-        after_write(batch, result)
-    consumer.commit(
-        offsets=[TopicPartition(topic, partition, last + 1) for (topic, partition), (_, last) in batch.offsets.items()],
-        asynchronous=False,
-    )
-    report.add(batch, result)
+class _PipelinedWriter:
+    """At most one batch in the warehouse at a time, written by a worker thread; the offsets of a batch are
+    committed (on the consuming thread) only after its write returned, and batches commit in order."""
+
+    def __init__(self, consumer, warehouse: Warehouse, report: LandingReport, after_write) -> None:
+        self.consumer, self.warehouse, self.report, self.after_write = consumer, warehouse, report, after_write
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="land")
+        self.inflight: tuple[ChangeBatch, Future] | None = None
+
+    def submit(self, batch: ChangeBatch) -> None:
+        self._complete()
+        self.inflight = (batch, self.pool.submit(self.warehouse.land, batch))
+
+    def finish(self) -> None:
+        try:
+            self._complete()
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def _complete(self) -> None:
+        if self.inflight is None:
+            return
+        batch, future = self.inflight
+        self.inflight = None
+        result = future.result()  # a failed write raises here: nothing of that batch is committed
+        if self.after_write is not None:
+            self.after_write(batch, result)
+        self.consumer.commit(
+            offsets=[TopicPartition(topic, partition, last + 1)
+                     for (topic, partition), (_, last) in batch.offsets.items()],
+            asynchronous=False,
+        )
+        self.report.add(batch, result)

@@ -19,6 +19,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=5.0, help="changes per second (default 5)")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of changes; 0 = seed only")
     demo.add_argument("--random-seed", type=int, default=None, help="make the run deterministic")
+    dev = sub.add_parser("dev", help="stack up, demo data, a demo change stream and the Dagster UI")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--rate", type=float, default=2.0, help="demo changes per second while the UI runs")
     return parser
 
 
@@ -35,6 +39,10 @@ def run(argv: list[str] | None = None) -> int:
             states = stack.status()
             return 0 if all(states.values()) else 3
         return 0
+    if args.command == "dev":
+        from corisync_assets.local.dev import run_dev
+
+        return run_dev(port=args.port, host=args.host, rate=args.rate)
     from corisync_assets.local.demo import run_demo
 
     run_demo(force_seed=args.seed, rate=args.rate, duration=args.duration, random_seed=args.random_seed)
@@ -54,3 +62,7 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
         code = 1
     sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

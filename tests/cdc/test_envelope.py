@@ -79,7 +79,7 @@ def test_event_identity_ignores_offsets():
     a.add("t", 0, 5, key, value)
     b.add("t", 0, 0, key, value)  # same event at another offset (restarted broker)
     assert a.batch.meta["event_id"] == b.batch.meta["event_id"]
-    assert event_id(1234, "u", b'{"course_id":7}') != event_id(1235, "u", b'{"course_id":7}')
+    assert event_id(1234, "u", '{"course_id":7}') != event_id(1235, "u", '{"course_id":7}')
 
 
 def test_split_converter_json():

