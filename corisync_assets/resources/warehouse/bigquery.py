@@ -324,11 +324,7 @@ class BigQueryWarehouse(Warehouse):
         try:
             events = dead = None
             if len(batch):
-                meta = batch.meta
-                names = list(meta)
-                events = self._stage(batch.table, STAGE_EVENT_FIELDS,
-                                     [{f"_cdc_{k}": v for k, v in zip(names, row, strict=True)}
-                                      for row in zip(*(meta[k] for k in names), strict=True)])
+                events = self._stage(batch.table, STAGE_EVENT_FIELDS, batch.to_arrow().to_pylist())
                 staged.append(events)
             if batch.dead_letters:
                 dead = self._stage(DEAD_LETTERS.lstrip("_"), STAGE_DEAD_FIELDS, [
