@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 from pathlib import Path
 
 from dagster._utils import run_with_concurrent_update_guard
 from dagster_dbt import DbtProject
 from dagster_dbt.dbt_project import using_dagster_dev
 
-from corisync_assets.dbt.resource import DBT_PROJECT_DIR, CorisyncDbtCliResource, dbt_env, dbt_executable
+from corisync_assets.dbt.resource import DBT_PROJECT_DIR, dbt_env, dbt_executable
 from corisync_assets.environment import Settings, settings
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,16 @@ log = logging.getLogger(__name__)
 #: Where the packaged (prod) copy of the dbt project lives inside the Python package (git-ignored).
 PACKAGED_PROJECT_DIR = Path(__file__).resolve().parent / "dbt-project"
 _STAMP = "corisync_parse_inputs.json"
-_SOURCE_GLOBS = ("dbt_project.yml", "profiles.yml", "models/**/*", "macros/**/*", "snapshots/**/*",
-                 "tests/**/*", "seeds/**/*", "analyses/**/*")
+_SOURCE_GLOBS = (
+    "dbt_project.yml",
+    "profiles.yml",
+    "models/**/*",
+    "macros/**/*",
+    "snapshots/**/*",
+    "tests/**/*",
+    "seeds/**/*",
+    "analyses/**/*",
+)
 
 
 def _parse_inputs(s: Settings) -> dict[str, str]:
@@ -62,10 +72,23 @@ def _is_current(project: DbtProject, s: Settings) -> bool:
 
 
 def _parse(project: DbtProject, s: Settings) -> None:
-    resource = CorisyncDbtCliResource(
-        project_dir=project, target=s.effective_dbt_target, dbt_executable=dbt_executable(), dbt_env=dbt_env(s)
-    )
-    resource.cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    # dbt itself rather than DbtCliResource.cli: that also runs `dbt --version` and builds an in-process
+    # adapter, doubling the time of a parse.
+    args = [
+        dbt_executable(),
+        "parse",
+        "--quiet",
+        "--target",
+        s.effective_dbt_target,
+        "--target-path",
+        os.fspath(project.target_path),
+        "--profiles-dir",
+        os.fspath(project.profiles_dir),
+    ]
+    env = {**os.environ, **dbt_env(s), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    proc = subprocess.run(args, cwd=project.project_dir, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dbt parse failed ({' '.join(args)}):\n{proc.stdout}{proc.stderr}")
     (project.manifest_path.parent / _STAMP).write_text(json.dumps(_parse_inputs(s), sort_keys=True))
 
 
@@ -91,11 +114,14 @@ def dbt_project_for(s: Settings) -> DbtProject:
     if key in _projects:
         return _projects[key]
     target = s.effective_dbt_target
+    target_path = Path("target") / target
+    packaged = PACKAGED_PROJECT_DIR / target_path / "manifest.json"
     project = DbtProject(
         project_dir=DBT_PROJECT_DIR,
-        target_path=Path("target") / target,
+        target_path=target_path,
         target=target,
-        packaged_project_dir=PACKAGED_PROJECT_DIR,
+        # a package made for another target is ignored (and dagster dev always uses the source tree)
+        packaged_project_dir=PACKAGED_PROJECT_DIR if packaged.exists() else None,
     )
     if not _is_packaged(project) and (using_dagster_dev() or not _is_current(project, s)):
         prepare(project, s)

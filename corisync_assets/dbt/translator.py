@@ -54,9 +54,7 @@ class CorisyncDbtTranslator(DagsterDbtTranslator):
             )
         )
 
-    def get_asset_spec(
-        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
-    ) -> AssetSpec:
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         if spec.key.path[0] == "marts" and spec.freshness_policy is None:
             spec = spec.replace_attributes(

@@ -58,8 +58,7 @@ def course_completion(p: Platform) -> dict[int, dict]:
             "completed": completed,
             "dropped": dropped,
             "completion_rate": round(completed / n, 4) if n else None,
-            "finished_completion_rate": round(completed / (completed + dropped), 4)
-            if completed + dropped else None,
+            "finished_completion_rate": round(completed / (completed + dropped), 4) if completed + dropped else None,
             "avg_days_to_complete": round(sum(days) / len(days), 2) if days else None,
             "revenue": sum((e.current["amount_paid"] for e in es), Decimal("0")),
         }
@@ -116,8 +115,17 @@ def training_attendance(p: Platform) -> dict[tuple[int, str], dict]:
         if tr["status"] != "completed":
             continue
         key = (tr["trainer_id"], _location(tr["location"]))
-        agg = out.setdefault(key, dict(trainer_name=names[tr["trainer_id"]], trainings_held=0,
-                                       seats_offered=0, registrations=0, attended=0, scores=[]))
+        agg = out.setdefault(
+            key,
+            dict(
+                trainer_name=names[tr["trainer_id"]],
+                trainings_held=0,
+                seats_offered=0,
+                registrations=0,
+                attended=0,
+                scores=[],
+            ),
+        )
         agg["trainings_held"] += 1
         agg["seats_offered"] += tr["capacity"]
         for a in _alive(p, "training_attendance"):

@@ -30,41 +30,86 @@ TABLES = ("users", "courses", "enrollments", "trainings", "training_attendance")
 # timestamptz->TIMESTAMPTZ, numeric(p,s)->DECIMAL(p,s), integer->INTEGER, smallint->SMALLINT).
 COLUMNS: dict[str, dict[str, str]] = {
     "users": {
-        "user_id": "BIGINT", "email": "VARCHAR", "full_name": "VARCHAR", "country_code": "VARCHAR",
-        "role": "VARCHAR", "is_active": "BOOLEAN", "bio": "VARCHAR", "preferences": "JSON",
-        "signup_at": "TIMESTAMPTZ", "last_login_at": "TIMESTAMPTZ", "updated_at": "TIMESTAMPTZ",
+        "user_id": "BIGINT",
+        "email": "VARCHAR",
+        "full_name": "VARCHAR",
+        "country_code": "VARCHAR",
+        "role": "VARCHAR",
+        "is_active": "BOOLEAN",
+        "bio": "VARCHAR",
+        "preferences": "JSON",
+        "signup_at": "TIMESTAMPTZ",
+        "last_login_at": "TIMESTAMPTZ",
+        "updated_at": "TIMESTAMPTZ",
     },
     "courses": {
-        "course_id": "BIGINT", "code": "VARCHAR", "title": "VARCHAR", "description": "VARCHAR",
-        "category": "VARCHAR", "level": "VARCHAR", "price": "DECIMAL(10,2)",
-        "duration_hours": "DECIMAL(6,1)", "is_published": "BOOLEAN", "tags": "JSON",
-        "created_at": "TIMESTAMPTZ", "updated_at": "TIMESTAMPTZ",
+        "course_id": "BIGINT",
+        "code": "VARCHAR",
+        "title": "VARCHAR",
+        "description": "VARCHAR",
+        "category": "VARCHAR",
+        "level": "VARCHAR",
+        "price": "DECIMAL(10,2)",
+        "duration_hours": "DECIMAL(6,1)",
+        "is_published": "BOOLEAN",
+        "tags": "JSON",
+        "created_at": "TIMESTAMPTZ",
+        "updated_at": "TIMESTAMPTZ",
     },
     "enrollments": {
-        "enrollment_id": "BIGINT", "user_id": "BIGINT", "course_id": "BIGINT", "status": "VARCHAR",
-        "progress_pct": "DECIMAL(5,2)", "amount_paid": "DECIMAL(10,2)", "enrolled_at": "TIMESTAMPTZ",
-        "completed_at": "TIMESTAMPTZ", "updated_at": "TIMESTAMPTZ",
+        "enrollment_id": "BIGINT",
+        "user_id": "BIGINT",
+        "course_id": "BIGINT",
+        "status": "VARCHAR",
+        "progress_pct": "DECIMAL(5,2)",
+        "amount_paid": "DECIMAL(10,2)",
+        "enrolled_at": "TIMESTAMPTZ",
+        "completed_at": "TIMESTAMPTZ",
+        "updated_at": "TIMESTAMPTZ",
     },
     "trainings": {
-        "training_id": "BIGINT", "course_id": "BIGINT", "trainer_id": "BIGINT", "location": "VARCHAR",
-        "starts_at": "TIMESTAMPTZ", "ends_at": "TIMESTAMPTZ", "capacity": "INTEGER", "status": "VARCHAR",
-        "notes": "VARCHAR", "updated_at": "TIMESTAMPTZ",
+        "training_id": "BIGINT",
+        "course_id": "BIGINT",
+        "trainer_id": "BIGINT",
+        "location": "VARCHAR",
+        "starts_at": "TIMESTAMPTZ",
+        "ends_at": "TIMESTAMPTZ",
+        "capacity": "INTEGER",
+        "status": "VARCHAR",
+        "notes": "VARCHAR",
+        "updated_at": "TIMESTAMPTZ",
     },
     "training_attendance": {
-        "training_id": "BIGINT", "user_id": "BIGINT", "registered_at": "TIMESTAMPTZ",
-        "attended": "BOOLEAN", "checked_in_at": "TIMESTAMPTZ", "feedback_score": "SMALLINT",
+        "training_id": "BIGINT",
+        "user_id": "BIGINT",
+        "registered_at": "TIMESTAMPTZ",
+        "attended": "BOOLEAN",
+        "checked_in_at": "TIMESTAMPTZ",
+        "feedback_score": "SMALLINT",
         "feedback": "VARCHAR",
     },
 }
 KEYS = {
-    "users": ("user_id",), "courses": ("course_id",), "enrollments": ("enrollment_id",),
-    "trainings": ("training_id",), "training_attendance": ("training_id", "user_id"),
+    "users": ("user_id",),
+    "courses": ("course_id",),
+    "enrollments": ("enrollment_id",),
+    "trainings": ("training_id",),
+    "training_attendance": ("training_id", "user_id"),
 }
 CDC_COLUMNS = {"_cdc_op": "VARCHAR", "_cdc_lsn": "BIGINT", "_cdc_ts_ms": "BIGINT", "_cdc_landed_at": "TIMESTAMPTZ"}
 CHANGELOG_COLUMNS = {
-    "event_id": "VARCHAR", "op": "VARCHAR", "key": "JSON", "before": "JSON", "after": "JSON",
-    "source_lsn": "BIGINT", "source_txid": "BIGINT", "source_ts_ms": "BIGINT", "snapshot": "VARCHAR",
-    "kafka_topic": "VARCHAR", "kafka_partition": "INTEGER", "kafka_offset": "BIGINT",
+    "event_id": "VARCHAR",
+    "op": "VARCHAR",
+    "key": "JSON",
+    "before": "JSON",
+    "after": "JSON",
+    "source_lsn": "BIGINT",
+    "source_txid": "BIGINT",
+    "source_ts_ms": "BIGINT",
+    "snapshot": "VARCHAR",
+    "kafka_topic": "VARCHAR",
+    "kafka_partition": "INTEGER",
+    "kafka_offset": "BIGINT",
     "landed_at": "TIMESTAMPTZ",
 }
 
@@ -121,9 +166,20 @@ def simulate(seed: int = 7) -> Platform:
         role = "trainer" if uid <= 4 else "admin" if uid == 5 else "learner"
         signup = _ts(rng, t0, datetime(2025, 3, 15, tzinfo=UTC))
         email = f"User{uid}@Example.org" if uid % 7 == 0 else f"user{uid}@example.org"
-        u = p.new("users", signup, user_id=uid, email=email, full_name=f" Person {uid} ", role=role,
-                  country_code=rng.choice(countries), is_active=uid % 11 != 0, bio=None,
-                  preferences=json.dumps({"lang": "en"}), signup_at=signup, last_login_at=None)
+        u = p.new(
+            "users",
+            signup,
+            user_id=uid,
+            email=email,
+            full_name=f" Person {uid} ",
+            role=role,
+            country_code=rng.choice(countries),
+            is_active=uid % 11 != 0,
+            bio=None,
+            preferences=json.dumps({"lang": "en"}),
+            signup_at=signup,
+            last_login_at=None,
+        )
         p.logins[uid] = []
         login = signup
         for _ in range(rng.randrange(0, 7)):
@@ -136,11 +192,21 @@ def simulate(seed: int = 7) -> Platform:
     levels = ["beginner", "intermediate", "advanced"]
     for cid in range(1, 7):
         created = _ts(rng, t0 - timedelta(days=60), t0)
-        c = p.new("courses", created, course_id=cid, code=f"tc-{100 + cid}", title=f"Course {cid}",
-                  description=None, category=rng.choice(["Data", "Cloud", "Leadership"]),
-                  level=levels[cid % 3], price=Decimal(f"{49 + 10 * cid}.00"),
-                  duration_hours=Decimal(f"{cid * 2}.5"), is_published=cid != 6, tags=json.dumps(["x"]),
-                  created_at=created)
+        c = p.new(
+            "courses",
+            created,
+            course_id=cid,
+            code=f"tc-{100 + cid}",
+            title=f"Course {cid}",
+            description=None,
+            category=rng.choice(["Data", "Cloud", "Leadership"]),
+            level=levels[cid % 3],
+            price=Decimal(f"{49 + 10 * cid}.00"),
+            duration_hours=Decimal(f"{cid * 2}.5"),
+            is_published=cid != 6,
+            tags=json.dumps(["x"]),
+            created_at=created,
+        )
         if cid == 2:  # a price change after the CDC snapshot
             c.change(datetime(2025, 3, 3, 9, 0, tzinfo=UTC), price=Decimal("79.00"))
     # enrollments with a status history
@@ -151,9 +217,18 @@ def simulate(seed: int = 7) -> Platform:
             eid += 1
             enrolled = _ts(rng, users[uid].current["signup_at"], t_end - timedelta(days=5))
             paid = Decimal(f"{49 + 10 * cid}.00") if rng.random() < 0.8 else Decimal("0.00")
-            e = p.new("enrollments", enrolled, enrollment_id=eid, user_id=uid, course_id=cid,
-                      status="enrolled", progress_pct=Decimal("0.00"), amount_paid=paid,
-                      enrolled_at=enrolled, completed_at=None)
+            e = p.new(
+                "enrollments",
+                enrolled,
+                enrollment_id=eid,
+                user_id=uid,
+                course_id=cid,
+                status="enrolled",
+                progress_pct=Decimal("0.00"),
+                amount_paid=paid,
+                enrolled_at=enrolled,
+                completed_at=None,
+            )
             at = enrolled
             path = rng.choice(["stay", "start", "start", "complete", "complete", "drop", "start_drop"])
             if path in ("start", "complete", "start_drop"):
@@ -178,9 +253,19 @@ def simulate(seed: int = 7) -> Platform:
         starts = _ts(rng, datetime(2025, 1, 5, tzinfo=UTC), datetime(2025, 4, 10, tzinfo=UTC))
         status = "cancelled" if tid == 4 else "scheduled" if tid in (9, 10) else "completed"
         capacity = rng.choice([8, 10, 12])
-        p.new("trainings", starts - timedelta(days=20), training_id=tid, course_id=(tid % 6) + 1,
-              trainer_id=(tid % 4) + 1, location=locations[tid % 5], starts_at=starts,
-              ends_at=starts + timedelta(hours=3), capacity=capacity, status=status, notes=None)
+        p.new(
+            "trainings",
+            starts - timedelta(days=20),
+            training_id=tid,
+            course_id=(tid % 6) + 1,
+            trainer_id=(tid % 4) + 1,
+            location=locations[tid % 5],
+            starts_at=starts,
+            ends_at=starts + timedelta(hours=3),
+            capacity=capacity,
+            status=status,
+            notes=None,
+        )
         for uid in rng.sample(learners, rng.randrange(3, capacity)):
             reg = starts - timedelta(days=rng.randrange(1, 15), seconds=rng.randrange(3600))
             attended, checked_in = None, None
@@ -192,9 +277,17 @@ def simulate(seed: int = 7) -> Platform:
                     attended, checked_in = None, starts + timedelta(minutes=rng.randrange(0, 10))
                 elif roll < 0.9:
                     attended = False
-            p.new("training_attendance", reg, training_id=tid, user_id=uid, registered_at=reg,
-                  attended=attended, checked_in_at=checked_in,
-                  feedback_score=rng.randrange(1, 6) if checked_in else None, feedback=None)
+            p.new(
+                "training_attendance",
+                reg,
+                training_id=tid,
+                user_id=uid,
+                registered_at=reg,
+                attended=attended,
+                checked_in_at=checked_in,
+                feedback_score=rng.randrange(1, 6) if checked_in else None,
+                feedback=None,
+            )
     return p
 
 
@@ -235,21 +328,23 @@ def changelog_events(p: Platform, table: str) -> list[dict]:
     out = []
     for offset, (t, op, before, after) in enumerate(events):
         image = after or before
-        out.append({
-            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{table}/{offset}")),
-            "op": op,
-            "key": json.dumps({k: image[k] for k in KEYS[table]}),
-            "before": _row_json(before),
-            "after": _row_json(after),
-            "source_lsn": 1_000_000 + offset * 16,
-            "source_txid": 5000 + offset,
-            "source_ts_ms": int(t.timestamp() * 1000),
-            "snapshot": "true" if op == "r" else "false",
-            "kafka_topic": f"tc4a.public.{table}",
-            "kafka_partition": 0,
-            "kafka_offset": offset,
-            "landed_at": LANDED_AT,
-        })
+        out.append(
+            {
+                "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{table}/{offset}")),
+                "op": op,
+                "key": json.dumps({k: image[k] for k in KEYS[table]}),
+                "before": _row_json(before),
+                "after": _row_json(after),
+                "source_lsn": 1_000_000 + offset * 16,
+                "source_txid": 5000 + offset,
+                "source_ts_ms": int(t.timestamp() * 1000),
+                "snapshot": "true" if op == "r" else "false",
+                "kafka_topic": f"tc4a.public.{table}",
+                "kafka_partition": 0,
+                "kafka_offset": offset,
+                "landed_at": LANDED_AT,
+            }
+        )
     return out
 
 
@@ -262,8 +357,9 @@ def build_warehouse(path: Path, seed: int = 7) -> Platform:
         con.execute("CREATE SCHEMA IF NOT EXISTS raw_cdc")
         for table in TABLES:
             cols = {**COLUMNS[table], **CDC_COLUMNS}
-            con.execute(f"CREATE OR REPLACE TABLE raw_cdc.{table} ("
-                        + ", ".join(f"{c} {t}" for c, t in cols.items()) + ")")
+            con.execute(
+                f"CREATE OR REPLACE TABLE raw_cdc.{table} (" + ", ".join(f"{c} {t}" for c, t in cols.items()) + ")"
+            )
             events = changelog_events(p, table)
             last_event = {}
             for ev in events:
@@ -274,11 +370,15 @@ def build_warehouse(path: Path, seed: int = 7) -> Platform:
                     continue
                 key = json.dumps({k: e.current[k] for k in KEYS[table]})
                 ev = last_event[key]
-                rows.append([e.current[c] for c in COLUMNS[table]]
-                            + [ev["op"], ev["source_lsn"], ev["source_ts_ms"], LANDED_AT])
+                rows.append(
+                    [e.current[c] for c in COLUMNS[table]] + [ev["op"], ev["source_lsn"], ev["source_ts_ms"], LANDED_AT]
+                )
             con.executemany(f"INSERT INTO raw_cdc.{table} VALUES ({', '.join('?' * len(cols))})", rows)
-            con.execute(f"CREATE OR REPLACE TABLE raw_cdc.{table}__changelog ("
-                        + ", ".join(f'"{c}" {t}' for c, t in CHANGELOG_COLUMNS.items()) + ")")
+            con.execute(
+                f"CREATE OR REPLACE TABLE raw_cdc.{table}__changelog ("
+                + ", ".join(f'"{c}" {t}' for c, t in CHANGELOG_COLUMNS.items())
+                + ")"
+            )
             con.executemany(
                 f"INSERT INTO raw_cdc.{table}__changelog VALUES ({', '.join('?' * len(CHANGELOG_COLUMNS))})",
                 [[ev[c] for c in CHANGELOG_COLUMNS] for ev in events],

@@ -58,14 +58,16 @@ def test_materializations_carry_row_counts_schema_and_lineage(built: BuiltWareho
 def test_enrollment_funnel(built: BuiltWarehouse) -> None:
     want = expected.enrollment_funnel(built.platform)
     got = {
-        (r["course_id"], r["enrollment_month"]): r
-        for r in _rows(built, "select * from marts.mart_enrollment_funnel")
+        (r["course_id"], r["enrollment_month"]): r for r in _rows(built, "select * from marts.mart_enrollment_funnel")
     }
     assert set(got) == set(want)
     for key, w in want.items():
         g = got[key]
         assert (g["enrolled"], g["started"], g["completed"], g["dropped"]) == (
-            w["enrolled"], w["started"], w["completed"], w["dropped"]
+            w["enrolled"],
+            w["started"],
+            w["completed"],
+            w["dropped"],
         ), key
         assert g["start_rate"] == pytest.approx(w["start_rate"])
         assert g["completion_rate"] == pytest.approx(w["completion_rate"])
@@ -93,16 +95,15 @@ def test_active_learners_weekly(built: BuiltWarehouse) -> None:
     for week, w in want.items():
         g = got[week]
         assert (g["active_learners"], g["activity_events"], g["learners_logged_in"]) == (
-            w["active_learners"], w["activity_events"], w["learners_logged_in"]
+            w["active_learners"],
+            w["activity_events"],
+            w["learners_logged_in"],
         ), week
 
 
 def test_training_attendance(built: BuiltWarehouse) -> None:
     want = expected.training_attendance(built.platform)
-    got = {
-        (r["trainer_id"], r["location"]): r
-        for r in _rows(built, "select * from marts.mart_training_attendance")
-    }
+    got = {(r["trainer_id"], r["location"]): r for r in _rows(built, "select * from marts.mart_training_attendance")}
     assert set(got) == set(want)
     assert any(loc == "Online" for _, loc in got)  # 'online' and ' Online ' were merged
     for key, w in want.items():
@@ -146,14 +147,24 @@ def test_incremental_changelog_model_appends_only_new_events(built: BuiltWarehou
             con.execute(
                 "insert into raw_cdc.enrollments__changelog values "
                 "(?, 'u', ?, ?, ?, ?, ?, ?, 'false', 'tc4a.public.enrollments', 0, ?, ?)",
-                [f"late-{i}", json.dumps({"enrollment_id": after["enrollment_id"]}), json.dumps(after),
-                 json.dumps(new_after), 9_000_000 + i, 9000 + i,
-                 int((landed - timedelta(hours=1)).timestamp() * 1000) + i, 90_000 + i, landed],
+                [
+                    f"late-{i}",
+                    json.dumps({"enrollment_id": after["enrollment_id"]}),
+                    json.dumps(after),
+                    json.dumps(new_after),
+                    9_000_000 + i,
+                    9000 + i,
+                    int((landed - timedelta(hours=1)).timestamp() * 1000) + i,
+                    90_000 + i,
+                    landed,
+                ],
             )
     finally:
         con.close()
     result = dg.materialize(
-        [corisync_dbt_assets], selection=[key], resources={"dbt": dbt_resource(built.settings)},
+        [corisync_dbt_assets],
+        selection=[key],
+        resources={"dbt": dbt_resource(built.settings)},
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success

@@ -37,7 +37,9 @@ def _checks_on(keys: set[dg.AssetKey]) -> set[dg.AssetCheckKey]:
 
 def _run_selection(built: BuiltWarehouse, keys: set[dg.AssetKey]) -> dg.ExecuteInProcessResult:
     result = dg.materialize(
-        [corisync_dbt_assets], selection=list(keys), resources={"dbt": dbt_resource(built.settings)},
+        [corisync_dbt_assets],
+        selection=list(keys),
+        resources={"dbt": dbt_resource(built.settings)},
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
@@ -95,9 +97,7 @@ def test_every_source_is_a_raw_cdc_asset() -> None:
     manifest = json.loads(corisync_dbt_project.manifest_path.read_text())
     from corisync_assets.dbt import DBT_TRANSLATOR
 
-    source_keys = {
-        DBT_TRANSLATOR.get_asset_key(props) for props in manifest["sources"].values()
-    }
+    source_keys = {DBT_TRANSLATOR.get_asset_key(props) for props in manifest["sources"].values()}
     raw_keys = {dg.AssetKey(["raw_cdc", t]) for t in captured_tables()}
     assert source_keys <= raw_keys
     # changelog sources fold into the same raw asset as the current-state table
@@ -130,8 +130,6 @@ def test_graph_reads_raw_to_staging_to_marts() -> None:
 def test_groups_and_automation() -> None:
     groups = corisync_dbt_assets.group_names_by_key
     assert {groups[k] for k in corisync_dbt_assets.keys} == {"staging", "marts"}
-    assert all(
-        corisync_dbt_assets.specs_by_key[k].automation_condition is not None for k in corisync_dbt_assets.keys
-    )
+    assert all(corisync_dbt_assets.specs_by_key[k].automation_condition is not None for k in corisync_dbt_assets.keys)
     assert dbt_daily_schedule.cron_schedule == "0 5 * * *"
     assert dbt_automation_sensor.name == "dbt_automation_sensor"
