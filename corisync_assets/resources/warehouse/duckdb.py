@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import pandas  # noqa: F401  duckdb imports it on the first register(); pay that at import, not in a run
 
 from corisync_assets.cdc.envelope import SNAPSHOT_END, ChangeBatch, Column, check_identifier
 from corisync_assets.resources.warehouse.base import DEAD_LETTERS, LandResult, Warehouse
@@ -152,28 +153,37 @@ class DuckDBWarehouse(Warehouse):
             raise ValueError(f"no row schema seen yet for table {batch.table!r}; cannot land a bare truncate")
         self._ensure_tables(con, cur, log, batch)
         con.register("_incoming", batch.to_arrow())
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _new AS
-            SELECT * FROM _incoming i
-            WHERE NOT EXISTS (
-                SELECT 1 FROM {log} c
-                WHERE c.source_lsn BETWEEN (SELECT min(_cdc_lsn) FROM _incoming)
-                                       AND (SELECT max(_cdc_lsn) FROM _incoming)
-                  AND c.event_id = i._cdc_event_id)
-            QUALIFY row_number() OVER (PARTITION BY _cdc_event_id ORDER BY _cdc_partition, _cdc_offset) = 1"""
-        )
-        con.unregister("_incoming")
-        new = con.execute("SELECT count(*) FROM _new").fetchone()[0]
-        if new:
+        try:
+            # Only positions are materialized: copying the payloads would cost more than the dedupe itself.
             con.execute(
-                f"""INSERT INTO {log}
-                SELECT _cdc_event_id, _cdc_op, CAST(_cdc_key AS JSON), nullif(_ba[1], 'null'), nullif(_ba[2], 'null'),
-                       _cdc_lsn, _cdc_txid, _cdc_ts_ms, _cdc_snapshot, _cdc_topic, _cdc_partition, _cdc_offset, now()
-                FROM (SELECT *, json_extract(_cdc_payload, ['$.before', '$.after']) AS _ba FROM _new)
-                ORDER BY _cdc_partition, _cdc_offset"""
+                f"""CREATE OR REPLACE TEMP TABLE _new_pos AS
+                SELECT _cdc_partition AS p, _cdc_offset AS o FROM _incoming i
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM {log} c
+                    WHERE c.source_lsn BETWEEN (SELECT min(_cdc_lsn) FROM _incoming)
+                                           AND (SELECT max(_cdc_lsn) FROM _incoming)
+                      AND c.event_id = i._cdc_event_id)
+                QUALIFY row_number() OVER (PARTITION BY _cdc_event_id ORDER BY _cdc_partition, _cdc_offset) = 1"""
             )
-            self._apply_current(con, cur, batch)
-        con.execute("DROP TABLE _new")
+            new = con.execute("SELECT count(*) FROM _new_pos").fetchone()[0]
+            source = "_incoming" if new == len(batch) else (
+                "(SELECT i.* FROM _incoming i SEMI JOIN _new_pos n ON i._cdc_partition = n.p AND i._cdc_offset = n.o)"
+            )
+            con.execute(f"CREATE OR REPLACE TEMP VIEW _new AS SELECT * FROM {source}")
+            if new:
+                con.execute(
+                    f"""INSERT INTO {log}
+                    SELECT _cdc_event_id, _cdc_op, CAST(_cdc_key AS JSON), nullif(_ba[1], 'null'),
+                           nullif(_ba[2], 'null'), _cdc_lsn, _cdc_txid, _cdc_ts_ms, _cdc_snapshot, _cdc_topic,
+                           _cdc_partition, _cdc_offset, now()
+                    FROM (SELECT *, json_extract(_cdc_payload, ['$.before', '$.after']) AS _ba FROM _new)
+                    ORDER BY _cdc_partition, _cdc_offset"""
+                )
+                self._apply_current(con, cur, batch)
+            con.execute("DROP VIEW _new")
+            con.execute("DROP TABLE _new_pos")
+        finally:
+            con.unregister("_incoming")
         return new, len(batch) - new
 
     @staticmethod
