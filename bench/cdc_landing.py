@@ -27,10 +27,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from corisync_assets.cdc.landing import land_table  # noqa: E402
-from corisync_assets.resources.kafka import KafkaResource  # noqa: E402
-from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse  # noqa: E402
-from tests.support.debezium_events import change_stream  # noqa: E402
+from corisync_assets.cdc.landing import land_table
+from corisync_assets.resources.kafka import KafkaResource
+from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
+from tests.support.debezium_events import change_stream
 
 
 def free_port() -> int:
