@@ -97,14 +97,10 @@ class Settings(BaseModel):
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka settings shared by every client (consumer, producer, admin)."""
-        conf = {"bootstrap.servers": self.kafka_bootstrap, "security.protocol": self.kafka_security_protocol}
-        if self.kafka_sasl_mechanism:
-            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
-        if self.kafka_sasl_username:
-            conf["sasl.username"] = self.kafka_sasl_username
-        if self.kafka_sasl_password:
-            conf["sasl.password"] = self.kafka_sasl_password
-        return conf
+        from corisync_assets.resources.kafka import client_conf
+
+        return client_conf(self.kafka_bootstrap, self.kafka_security_protocol, self.kafka_sasl_mechanism,
+                           self.kafka_sasl_username, self.kafka_sasl_password)
 
 
 _FIELDS = {
@@ -206,7 +202,7 @@ def resources(s: Settings) -> dict:
     if s.mode == "prod":
         from corisync_assets.resources.warehouse.bigquery import BigQueryWarehouse
 
-        warehouse = BigQueryWarehouse(project=s.gcp_project, location=s.bq_location, dataset=s.bq_raw_dataset)
+        warehouse = BigQueryWarehouse.from_settings(s)
     else:
         from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
 

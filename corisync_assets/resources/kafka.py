@@ -40,6 +40,22 @@ class LagInfo:
         return max(self.high_watermark - start, 0)
 
 
+def client_conf(
+    bootstrap_servers: str,
+    security_protocol: str = "PLAINTEXT",
+    sasl_mechanism: str | None = None,
+    sasl_username: str | None = None,
+    sasl_password: str | None = None,
+) -> dict[str, str]:
+    """librdkafka settings shared by every client (consumer, producer, admin)."""
+    conf = {"bootstrap.servers": bootstrap_servers, "security.protocol": security_protocol}
+    for key, value in (("sasl.mechanism", sasl_mechanism), ("sasl.username", sasl_username),
+                       ("sasl.password", sasl_password)):
+        if value:
+            conf[key] = value
+    return conf
+
+
 def admin_client(client_conf: dict[str, str]) -> AdminClient:
     return AdminClient({**client_conf, "socket.timeout.ms": "5000"})
 
@@ -107,15 +123,8 @@ class KafkaResource(ConfigurableResource):
     session_timeout_ms: int = 6000
 
     def client_conf(self) -> dict[str, str]:
-        conf = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
-        for key, value in (
-            ("sasl.mechanism", self.sasl_mechanism),
-            ("sasl.username", self.sasl_username),
-            ("sasl.password", self.sasl_password),
-        ):
-            if value:
-                conf[key] = value
-        return conf
+        return client_conf(self.bootstrap_servers, self.security_protocol, self.sasl_mechanism,
+                           self.sasl_username, self.sasl_password)
 
     def consumer(self, **overrides: str) -> Consumer:
         return Consumer(
