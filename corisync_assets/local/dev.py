@@ -7,6 +7,7 @@ with instance storage in the project's Postgres. The demo stream stops when the 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ from corisync_assets.local.demo import run_demo
 
 
 def run_dev(*, port: int = 3000, host: str = "127.0.0.1", rate: float = 2.0) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))  # run the cleanup
     s = settings()
     stack.up(s)
     settings.cache_clear()

@@ -278,6 +278,9 @@ DAGSTER_YAML = """\
 storage:
   postgres:
     postgres_db:
+      # psycopg2: SQLAlchemy 2.1 defaults postgresql:// to psycopg 3, whose server-side binding
+      # breaks dagster-postgres' NOTIFY statements
+      scheme: postgresql+psycopg2
       hostname: {env: DAGSTER_PG_HOST}
       username: {env: DAGSTER_PG_USER}
       password: {env: DAGSTER_PG_PASSWORD}
