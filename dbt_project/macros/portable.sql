@@ -63,7 +63,8 @@
   cast({{ dbt.date_trunc('week', corisync.utc_date(expr)) }} as date)
 {%- endmacro %}
 {% macro bigquery__iso_week_start(expr) -%}
-  date_trunc({{ corisync.utc_date(expr) }}, isoweek)
+  {#- Monday of the week; same as date_trunc(d, isoweek), which the local BigQuery emulator lacks -#}
+  date_sub({{ corisync.utc_date(expr) }}, interval mod(extract(dayofweek from {{ corisync.utc_date(expr) }}) + 5, 7) day)
 {%- endmacro %}
 
 {% macro month_start(expr) -%}
