@@ -55,7 +55,7 @@ def test_copied_sources_are_in_the_build_context() -> None:
 
 def test_dbt_packaging_step_of_the_dockerfile(tmp_path: Path) -> None:
     text = DOCKERFILE.read_text()
-    step = re.search(r"(CORISYNC_ENV=prod [^\n]*)\\\n\s*(dagster-dbt project prepare-and-package [^\n]*)", text)
+    step = re.search(r"(CORISYNC_ENV=prod [^\n]*)\\\n\s*(python -m corisync_assets\.dbt package[^\n]*)", text)
     assert step, "the Dockerfile no longer packages the dbt project"
     assignments = dict(a.split("=", 1) for a in step.group(1).split())
     command = step.group(2).split()
