@@ -113,25 +113,37 @@ class ChangeBatch:
 
     table: str
     schema: TableSchema | None = None
-    meta: dict[str, list] = field(default_factory=lambda: {k: [] for k in META_COLUMNS})
+    rows: list[tuple] = field(default_factory=list)  # one tuple per event, in META_COLUMNS order
     dead_letters: list[DeadLetter] = field(default_factory=list)
     tombstones: int = 0
-    ops: Counter = field(default_factory=Counter)
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)  # (first, last)
-    max_source_ts_ms: int | None = None
 
     def __len__(self) -> int:
-        return len(self.meta["event_id"])
+        return len(self.rows)
+
+    @property
+    def meta(self) -> dict[str, list]:
+        """The events column by column."""
+        columns = list(zip(*self.rows, strict=True)) if self.rows else [() for _ in META_COLUMNS]
+        return {name: list(col) for name, col in zip(META_COLUMNS, columns, strict=True)}
+
+    @property
+    def ops(self) -> Counter:
+        return Counter(row[_OP] for row in self.rows)
+
+    @property
+    def max_source_ts_ms(self) -> int | None:
+        return max((row[_TS_MS] for row in self.rows if row[_TS_MS] is not None), default=None)
 
     def to_arrow(self) -> pa.Table:
         """One row per event, columns prefixed `_cdc_` (payload and key as JSON text)."""
-        columns = {}
-        for name, values in self.meta.items():
+        arrays = {}
+        for (name, values), typ in zip(self.meta.items(), META_COLUMNS.values(), strict=True):
             if name == "payload":  # raw bytes -> Arrow binary -> string: UTF-8 checked in C++, not per message
-                columns["_cdc_payload"] = pa.array(values, type=pa.binary()).cast(pa.string())
+                arrays["_cdc_payload"] = pa.array(values, type=pa.binary()).cast(pa.string())
             else:
-                columns[f"_cdc_{name}"] = pa.array(values, type=META_COLUMNS[name])
-        return pa.table(columns)
+                arrays[f"_cdc_{name}"] = pa.array(values, type=typ)
+        return pa.table(arrays)
 
 
 META_COLUMNS: dict[str, pa.DataType] = {
@@ -148,6 +160,7 @@ META_COLUMNS: dict[str, pa.DataType] = {
     "payload": pa.string(),  # the envelope's payload: before, after, source, op
 }
 
+_OP, _TS_MS = list(META_COLUMNS).index("op"), list(META_COLUMNS).index("ts_ms")
 _PAYLOAD = b',"payload":'
 
 
@@ -240,22 +253,11 @@ class Decoder:
                 b.schema = schema if b.schema is None else _merge(b.schema, schema)
         key_json = key_raw.decode() if key_raw and op != "t" else ""
         lsn = int(source["lsn"])
-        ts_ms = source.get("ts_ms")
-        m = b.meta
-        m["event_id"].append(event_id(lsn, op, key_json))
-        m["op"].append(op)
-        m["lsn"].append(lsn)
-        m["txid"].append(source.get("txId"))
-        m["ts_ms"].append(ts_ms)
-        m["snapshot"].append(str(source.get("snapshot", "false")))
-        m["topic"].append(topic)
-        m["partition"].append(partition)
-        m["offset"].append(offset)
-        m["key"].append(key_json or None)
-        m["payload"].append(payload_raw)
-        b.ops[op] += 1
-        if ts_ms is not None and (b.max_source_ts_ms is None or ts_ms > b.max_source_ts_ms):
-            b.max_source_ts_ms = ts_ms
+        b.rows.append((  # META_COLUMNS order
+            f"{lsn}:{op}:{key_json}",  # event_id(): inlined, this is the hot path
+            op, lsn, source.get("txId"), source.get("ts_ms"), str(source.get("snapshot", "false")), topic,
+            partition, offset, key_json or None, payload_raw,
+        ))
 
 
 def _merge(old: TableSchema, new: TableSchema) -> TableSchema:

@@ -71,39 +71,40 @@ def land_table(
     report = LandingReport(table, topic)
     consumer = kafka.consumer()
     try:
-        ends = _assign_from_committed(consumer, topic, log)
-        decoder = Decoder(table)
-        remaining = set(ends)
-        last_progress = time.monotonic()
-        writer = _PipelinedWriter(consumer, warehouse, report, after_write)
-        while remaining:
-            messages = consumer.consume(num_messages=CONSUME_CHUNK, timeout=1.0)
-            if messages:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > stall_timeout_s:
-                log(f"{topic}: no message for {stall_timeout_s:.0f}s before the end offsets {ends}; stopping")
-                break
-            for m in messages:
-                err = m.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(m.partition())
+        with warehouse.session():  # DuckDB: one connection for the whole run
+            ends = _assign_from_committed(consumer, topic, log)
+            decoder = Decoder(table)
+            remaining = set(ends)
+            last_progress = time.monotonic()
+            writer = _PipelinedWriter(consumer, warehouse, report, after_write)
+            while remaining:
+                messages = consumer.consume(num_messages=CONSUME_CHUNK, timeout=1.0)
+                if messages:
+                    last_progress = time.monotonic()
+                elif time.monotonic() - last_progress > stall_timeout_s:
+                    log(f"{topic}: no message for {stall_timeout_s:.0f}s before the end offsets {ends}; stopping")
+                    break
+                for m in messages:
+                    err = m.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            remaining.discard(m.partition())
+                            continue
+                        raise KafkaException(err)
+                    partition, offset = m.partition(), m.offset()
+                    if partition not in remaining or offset >= ends[partition]:
+                        remaining.discard(partition)
                         continue
-                    raise KafkaException(err)
-                partition, offset = m.partition(), m.offset()
-                if partition not in remaining or offset >= ends[partition]:
-                    remaining.discard(partition)
-                    continue
-                decoder.add(topic, partition, offset, m.key(), m.value())
-                if offset >= ends[partition] - 1:
-                    remaining.discard(partition)
-            pending = decoder.batch
-            if pending.offsets and (len(pending) + len(pending.dead_letters) + pending.tombstones >= batch_size
-                                    or not remaining):
+                    decoder.add(topic, partition, offset, m.key(), m.value())
+                    if offset >= ends[partition] - 1:
+                        remaining.discard(partition)
+                pending = decoder.batch
+                if pending.offsets and (len(pending) + len(pending.dead_letters) + pending.tombstones >= batch_size
+                                        or not remaining):
+                    writer.submit(decoder.reset())
+            if decoder.batch.offsets:
                 writer.submit(decoder.reset())
-        if decoder.batch.offsets:
-            writer.submit(decoder.reset())
-        writer.finish()
+            writer.finish()
     finally:
         consumer.close()
     report.lag_after = kafka.lag([topic])

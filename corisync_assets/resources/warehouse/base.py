@@ -8,6 +8,7 @@ deletes remove the row), plus `_dead_letters`. Landing the same events twice cha
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dagster import ConfigurableResource
@@ -30,6 +31,11 @@ class Warehouse(ConfigurableResource):
 
     def land(self, batch: ChangeBatch) -> LandResult:  # pragma: no cover - interface
         raise NotImplementedError
+
+    @contextmanager
+    def session(self):
+        """The scope of one landing run; an implementation may hold a connection across its batches."""
+        yield self
 
     def row_count(self, table: str) -> int:  # pragma: no cover - interface
         raise NotImplementedError

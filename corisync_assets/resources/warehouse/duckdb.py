@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas  # noqa: F401  duckdb imports it on the first register(); pay that at import, not in a run
+from pydantic import PrivateAttr
 
 from corisync_assets.cdc.envelope import SNAPSHOT_END, ChangeBatch, Column, check_identifier
 from corisync_assets.resources.warehouse.base import DEAD_LETTERS, LandResult, Warehouse
@@ -74,22 +76,51 @@ class DuckDBWarehouse(Warehouse):
     def kind(self) -> str:
         return "duckdb"
 
-    @contextmanager
-    def connect(self, read_only: bool = False):
+    _session_con: Any = PrivateAttr(default=None)
+    _in_session: bool = PrivateAttr(default=False)
+
+    def _open(self, read_only: bool = False):
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_s
         while True:
             try:
-                con = duckdb.connect(self.path, read_only=read_only)
-                break
+                return duckdb.connect(self.path, read_only=read_only)
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     raise
                 time.sleep(0.25)
+
+    @contextmanager
+    def connect(self, read_only: bool = False):
+        con = self._open(read_only)
         try:
             yield con
         finally:
             con.close()
+
+    @contextmanager
+    def session(self):
+        """One connection for all batches of a landing run (the file lock is released when the run ends)."""
+        self._in_session = True
+        try:
+            yield self
+        finally:
+            self._in_session = False
+            if self._session_con is not None:
+                self._session_con.close()
+                self._session_con = None
+
+    @contextmanager
+    def _writer(self):
+        if not self._in_session:
+            with self.connect() as con:
+                yield con
+            return
+        if self._session_con is None:
+            self._session_con = self._open()
+            # commits append to the WAL; the file is checkpointed once, when the run's connection closes
+            self._session_con.execute("SET checkpoint_threshold = '1GB'")
+        yield self._session_con
 
     def row_count(self, table: str) -> int:
         with self.connect() as con:
@@ -99,7 +130,7 @@ class DuckDBWarehouse(Warehouse):
         current, changelog = self.table_names(batch.table)
         s = q(self.schema_name)
         cur, log, dlq = f"{s}.{q(current)}", f"{s}.{q(changelog)}", f"{s}.{q(DEAD_LETTERS)}"
-        with self.connect() as con:
+        with self._writer() as con:
             con.execute("BEGIN")
             try:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
@@ -176,8 +207,7 @@ class DuckDBWarehouse(Warehouse):
                     SELECT _cdc_event_id, _cdc_op, CAST(_cdc_key AS JSON), nullif(_ba[1], 'null'),
                            nullif(_ba[2], 'null'), _cdc_lsn, _cdc_txid, _cdc_ts_ms, _cdc_snapshot, _cdc_topic,
                            _cdc_partition, _cdc_offset, now()
-                    FROM (SELECT *, json_extract(_cdc_payload, ['$.before', '$.after']) AS _ba FROM _new)
-                    ORDER BY _cdc_partition, _cdc_offset"""
+                    FROM (SELECT *, json_extract(_cdc_payload, ['$.before', '$.after']) AS _ba FROM _new)"""
                 )
                 self._apply_current(con, cur, batch)
             con.execute("DROP VIEW _new")
@@ -200,6 +230,8 @@ class DuckDBWarehouse(Warehouse):
             ref = f"_p.after.{q(col.name)}"
             return f"coalesce({ref}, _k.{q(col.name)})" if col.name in schema.primary_key else ref
 
+        # The latest event per row: Debezium writes a row's key JSON the same way every time, so the key
+        # text identifies the row without parsing; only the winners' payloads are parsed and cast.
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _latest AS
             SELECT {", ".join(f"{sql_value(c, raw(c))} AS {q(c.name)}" for c in schema.columns)},
@@ -207,9 +239,9 @@ class DuckDBWarehouse(Warehouse):
             FROM (SELECT *, json_transform(_cdc_payload, '{{"after": {row_spec}}}') AS _p,
                             json_transform(_cdc_key, '{key_spec}') AS _k
                   FROM _new
-                  WHERE _cdc_op <> 't' AND _cdc_lsn > {int(truncate_lsn) if truncate_lsn is not None else -1})
-            QUALIFY row_number() OVER (PARTITION BY {", ".join(raw(by_name[k]) for k in schema.primary_key)}
-                                       ORDER BY _cdc_partition DESC, _cdc_offset DESC) = 1"""
+                  WHERE _cdc_op <> 't' AND _cdc_lsn > {int(truncate_lsn) if truncate_lsn is not None else -1}
+                  QUALIFY row_number() OVER (PARTITION BY _cdc_key
+                                             ORDER BY _cdc_partition DESC, _cdc_offset DESC) = 1)"""
         )
         match = " AND ".join(f"t.{q(k)} = l.{q(k)}" for k in schema.primary_key)
         con.execute(f"DELETE FROM {cur} t USING _latest l WHERE {match}")
