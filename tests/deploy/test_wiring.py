@@ -139,6 +139,8 @@ def test_run_containers_mount_the_compose_volumes() -> None:
 
 def test_dagster_instance_storage_is_postgres_from_env() -> None:
     storage = yaml.safe_load(DAGSTER_YAML.read_text())["storage"]["postgres"]["postgres_db"]
+    # psycopg2 explicitly: SQLAlchemy 2.1 would pick psycopg 3, which breaks dagster-postgres' NOTIFY
+    assert storage.pop("scheme") == "postgresql+psycopg2"
     assert {k: v["env"] for k, v in storage.items()} == {
         "hostname": "DAGSTER_PG_HOST", "port": "DAGSTER_PG_PORT", "db_name": "DAGSTER_PG_DB",
         "username": "DAGSTER_PG_USER", "password": "DAGSTER_PG_PASSWORD",
