@@ -189,17 +189,17 @@ class BigQueryWarehouse(Warehouse):
             endpoint = self.emulator_host if "://" in self.emulator_host else f"http://{self.emulator_host}"
             return bigquery.Client(project=project, location=self.location, credentials=AnonymousCredentials(),
                                    client_options=ClientOptions(api_endpoint=endpoint))
-        import google.auth
+        from dagster_gcp import BigQueryResource
         from google.auth.exceptions import DefaultCredentialsError
 
-        try:
-            credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/bigquery"])
+        try:  # dagster-gcp's resource: Application Default Credentials, i.e. only from the environment
+            with BigQueryResource(project=project, location=self.location).get_client() as client:
+                return client
         except DefaultCredentialsError as exc:
             raise ConfigError(
                 "BigQuery needs credentials: set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file "
                 f"(or run with a VM/workload identity), or BIGQUERY_EMULATOR_HOST for the emulator ({exc})"
             ) from None
-        return bigquery.Client(project=project, location=self.location, credentials=credentials)
 
     @property
     def _retry(self):
