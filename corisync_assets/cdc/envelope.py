@@ -254,7 +254,7 @@ class Decoder:
         key_json = key_raw.decode() if key_raw and op != "t" else ""
         lsn = int(source["lsn"])
         b.rows.append((  # META_COLUMNS order
-            f"{lsn}:{op}:{key_json}",  # event_id(): inlined, this is the hot path
+            event_id(lsn, op, key_json),
             op, lsn, source.get("txId"), source.get("ts_ms"), str(source.get("snapshot", "false")), topic,
             partition, offset, key_json or None, payload_raw,
         ))
