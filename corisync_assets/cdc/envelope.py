@@ -122,6 +122,11 @@ class ChangeBatch:
         return len(self.rows)
 
     @property
+    def messages(self) -> int:
+        """Kafka messages this batch covers: events, dead letters and tombstones."""
+        return len(self.rows) + len(self.dead_letters) + self.tombstones
+
+    @property
     def meta(self) -> dict[str, list]:
         """The events column by column."""
         columns = list(zip(*self.rows, strict=True)) if self.rows else [() for _ in META_COLUMNS]

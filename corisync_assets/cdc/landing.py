@@ -42,7 +42,7 @@ class LandingReport:
 
     def add(self, batch: ChangeBatch, result: LandResult) -> None:
         self.batches += 1
-        self.messages += len(batch) + len(batch.dead_letters) + batch.tombstones
+        self.messages += batch.messages
         self.new_events += result.new_events
         self.duplicates += result.duplicates
         self.dead_letters += result.dead_letters
@@ -51,8 +51,9 @@ class LandingReport:
         for (_, partition), (first, last) in batch.offsets.items():
             prev = self.offsets.get(partition)
             self.offsets[partition] = (prev[0] if prev else first, last)
-        if batch.max_source_ts_ms is not None:
-            self.max_source_ts_ms = max(self.max_source_ts_ms or 0, batch.max_source_ts_ms)
+        newest = batch.max_source_ts_ms
+        if newest is not None:
+            self.max_source_ts_ms = max(self.max_source_ts_ms or 0, newest)
 
 
 def land_table(
@@ -99,8 +100,7 @@ def land_table(
                     if offset >= ends[partition] - 1:
                         remaining.discard(partition)
                 pending = decoder.batch
-                if pending.offsets and (len(pending) + len(pending.dead_letters) + pending.tombstones >= batch_size
-                                        or not remaining):
+                if pending.offsets and (pending.messages >= batch_size or not remaining):
                     writer.submit(decoder.reset())
             if decoder.batch.offsets:
                 writer.submit(decoder.reset())

@@ -14,6 +14,7 @@ from dagster import DagsterInstance, materialize
 from corisync_assets.cdc.assets import build_raw_cdc_assets
 from corisync_assets.cdc.connector_config import ConnectorConfig, load_connector_config
 from corisync_assets.environment import Settings
+from corisync_assets.local.demo import connect as pg_connect  # noqa: F401  (the tests' Postgres connection)
 from corisync_assets.resources.kafka import KafkaResource
 from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
 
@@ -77,11 +78,6 @@ class Pipeline:
                 return lag
             time.sleep(0.3)
         raise AssertionError(f"Debezium did not deliver {expected} within {timeout}s; lag {lag}")
-
-
-def pg_connect(s: Settings) -> psycopg.Connection:
-    return psycopg.connect(host=s.pg_host, port=s.pg_port, dbname=s.pg_database, user=s.pg_user,
-                           password=s.pg_password, autocommit=True, connect_timeout=10)
 
 
 def normalize(value):
