@@ -199,12 +199,15 @@ def resources(s: Settings) -> dict:
         sasl_password=EnvVar("CORISYNC_KAFKA_SASL_PASSWORD") if s.kafka_sasl_password else None,
         consumer_group=s.consumer_group,
     )
+    return {"kafka": kafka, "warehouse": warehouse_resource(s)}
+
+
+def warehouse_resource(s: Settings):
+    """The warehouse raw CDC lands in (and whose writer slot dbt shares): BigQuery in prod, DuckDB locally."""
     if s.mode == "prod":
         from corisync_assets.resources.warehouse.bigquery import BigQueryWarehouse
 
-        warehouse = BigQueryWarehouse.from_settings(s)
-    else:
-        from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
+        return BigQueryWarehouse.from_settings(s)
+    from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
 
-        warehouse = DuckDBWarehouse(path=str(s.warehouse_path))
-    return {"kafka": kafka, "warehouse": warehouse}
+    return DuckDBWarehouse(path=str(s.warehouse_path))

@@ -1,7 +1,11 @@
-"""One raw CDC asset per captured table, generated from the connector config's table list.
+"""The raw CDC assets: one asset key per captured table, generated from the connector config's table list.
 
 Adding a table to `table.include.list` adds its Postgres source node and its raw asset; no other code
-changes. Each materialization lands the events that arrived since the consumer group's last commit.
+changes. All raw assets are materialized together by one multi-asset (not subsettable): its run lands the
+events of every table since the consumer group's last commit, in whole source transactions (see
+`corisync_assets.cdc.cut`), so dbt never reads one table ahead of another. The long-lived lander
+(`corisync_assets.cdc.lander`) runs the same landing path continuously and reports the same
+materializations.
 """
 
 
@@ -14,11 +18,11 @@ from dagster import (
     AssetSpec,
     MaterializeResult,
     MetadataValue,
-    asset,
+    multi_asset,
 )
 
 from corisync_assets.cdc.connector_config import ConnectorConfig
-from corisync_assets.cdc.landing import LandingReport, land_table
+from corisync_assets.cdc.landing import FeedReport, TableReport, land_changes
 from corisync_assets.resources.kafka import KafkaResource
 from corisync_assets.resources.warehouse.base import Warehouse
 
@@ -54,8 +58,12 @@ def postgres_source_specs(connector: ConnectorConfig) -> list[AssetSpec]:
     ]
 
 
-def report_metadata(report: LandingReport, row_count: int | None) -> dict:
-    lag_total = sum(info.lag for info in report.lag_after.values())
+def routes(connector: ConnectorConfig) -> dict[str, str]:
+    """Data topic -> warehouse table, for every captured table."""
+    return {connector.topic_for(schema, table): warehouse_table(schema, table) for schema, table in connector.tables}
+
+
+def report_metadata(report: TableReport, row_count: int | None = None, feed: FeedReport | None = None) -> dict:
     metadata = {
         "events_landed": report.new_events,
         "messages_consumed": report.messages,
@@ -66,44 +74,63 @@ def report_metadata(report: LandingReport, row_count: int | None) -> dict:
         "offset_ranges": MetadataValue.json(
             {str(p): {"first": first, "last": last} for p, (first, last) in sorted(report.offsets.items())}
         ),
-        "consumer_lag_after": lag_total,
         "kafka_topic": report.topic,
     }
+    if report.lag_after:
+        metadata["consumer_lag_after"] = sum(info.lag for info in report.lag_after.values())
     for op in ("r", "c", "u", "d", "t"):
         metadata[f"events_{op}"] = report.ops.get(op, 0)
     if report.max_source_ts_ms is not None:
         metadata["freshness_seconds"] = round(time.time() - report.max_source_ts_ms / 1000, 3)
         metadata["newest_source_ts_ms"] = report.max_source_ts_ms
+    if feed is not None:
+        metadata["source_transactions_landed"] = feed.transactions
+        metadata["events_waiting_for_transaction_end"] = feed.held
+        metadata["events_released_without_transaction_end"] = feed.forced
     if row_count is not None:
         metadata["dagster/row_count"] = row_count
     return metadata
 
 
-def build_raw_cdc_asset(connector: ConnectorConfig, schema: str, table: str) -> AssetsDefinition:
-    topic = connector.topic_for(schema, table)
-    name = warehouse_table(schema, table)
-
-    @asset(
-        key=raw_asset_key(schema, table),
-        deps=[source_asset_key(schema, table)],
-        group_name=RAW_GROUP,
-        kinds={"debezium", "kafka", "postgres"},
-        description=f"Changes of {schema}.{table} from Debezium topic `{topic}`: `{name}__changelog` (one row "
-        f"per change) and `{name}` (current state, upsert by primary key) in the warehouse's raw dataset.",
-        metadata={"kafka_topic": topic, "postgres_table": f"{schema}.{table}", "warehouse_table": name},
-        tags={"corisync/layer": "raw"},
-    )
-    def _raw_cdc(context: AssetExecutionContext, kafka: KafkaResource, warehouse: Warehouse) -> MaterializeResult:
-        report = land_table(kafka, warehouse, name, topic, log=context.log.info)
-        context.log.info(
-            f"{topic}: {report.new_events} new events landed ({dict(report.ops)}), "
-            f"{report.duplicates} already landed, {report.dead_letters} dead letters"
-        )
-        row_count = warehouse.row_count(name) if report.batches else None
-        return MaterializeResult(metadata=report_metadata(report, row_count))
-
-    return _raw_cdc
+def raw_asset_specs(connector: ConnectorConfig) -> list[AssetSpec]:
+    specs = []
+    for schema, table in connector.tables:
+        topic, name = connector.topic_for(schema, table), warehouse_table(schema, table)
+        specs.append(AssetSpec(
+            key=raw_asset_key(schema, table),
+            deps=[source_asset_key(schema, table)],
+            group_name=RAW_GROUP,
+            kinds={"debezium", "kafka", "postgres"},
+            description=f"Changes of {schema}.{table} from Debezium topic `{topic}`: `{name}__changelog` (one "
+            f"row per change) and `{name}` (current state, upsert by primary key) in the warehouse's raw "
+            "dataset. Landed together with every other captured table, in whole source transactions.",
+            metadata={"kafka_topic": topic, "postgres_table": f"{schema}.{table}", "warehouse_table": name},
+            tags={"corisync/layer": "raw"},
+        ))
+    return specs
 
 
 def build_raw_cdc_assets(connector: ConnectorConfig) -> list[AssetsDefinition]:
-    return [build_raw_cdc_asset(connector, schema, table) for schema, table in connector.tables]
+    specs = raw_asset_specs(connector)
+    by_table = {spec.metadata["warehouse_table"]: spec.key for spec in specs}
+
+    @multi_asset(
+        name="raw_cdc",
+        specs=specs,
+        can_subset=False,
+        description="Land the pending CDC events of every captured table in whole source transactions.",
+    )
+    def _raw_cdc(context: AssetExecutionContext, kafka: KafkaResource, warehouse: Warehouse):
+        report = land_changes(kafka, warehouse, routes(connector), tx_topic=connector.transaction_topic,
+                              collections=connector.collections, log=context.log.info)
+        folded = warehouse.fold(force=True)
+        if folded:
+            context.log.info(f"folded changelog into current state: {folded}")
+        for name, key in by_table.items():
+            t = report.tables[name]
+            context.log.info(f"{t.topic}: {t.new_events} new events landed ({dict(t.ops)}), "
+                             f"{t.duplicates} already landed, {t.dead_letters} dead letters")
+            row_count = warehouse.row_count(name) if t.batches else None
+            yield MaterializeResult(asset_key=key, metadata=report_metadata(t, row_count, report))
+
+    return [_raw_cdc]

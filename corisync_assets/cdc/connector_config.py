@@ -98,6 +98,18 @@ class ConnectorConfig:
     def topics(self) -> list[str]:
         return [self.topic_for(schema, table) for schema, table in self.tables]
 
+    @property
+    def transaction_topic(self) -> str | None:
+        """Debezium's transaction metadata topic (BEGIN/END per source transaction), if enabled."""
+        if (self.get("provide.transaction.metadata") or "false").lower() != "true":
+            return None
+        return f"{self.topic_prefix}.{self.get('topic.transaction', 'transaction')}"
+
+    @property
+    def collections(self) -> dict[str, str]:
+        """Data topic -> Debezium data collection (``schema.table``, as transaction END events name it)."""
+        return {self.topic_for(schema, table): f"{schema}.{table}" for schema, table in self.tables}
+
 
 def load_connector_config(
     path: Path | str | None = None, environ: Mapping[str, str] | None = None

@@ -1,11 +1,21 @@
-"""Consume -> decode -> land -> commit, for one captured table.
+"""Consume -> cut -> decode -> land -> commit, for every captured table at once.
 
-The run reads from the group's committed offsets up to the high watermarks seen when it started (so a busy
-topic cannot keep a run going forever), lands each batch in one warehouse transaction, and commits offsets
-only after that transaction succeeded. Decoding (Python) of the next batch overlaps the warehouse write of
-the previous one (a worker thread; DuckDB and BigQuery calls release the GIL); commits stay in order.
-A crash between write and commit re-reads the batch next time; the warehouse drops events it already
-holds (by event identity, not offset), so nothing is lost or duplicated.
+One :class:`ChangeFeed` reads all data topics and Debezium's transaction topic from the consumer group's
+committed offsets. A :class:`~corisync_assets.cdc.cut.TransactionCut` lets through only whole source
+transactions; the released events of all tables land in **one** warehouse transaction, and the consumer
+positions of every partition (transaction topic included) are committed in one request only after that
+transaction succeeded. Hence the raw tables are always Postgres as of one commit, and a crash between write
+and commit re-reads a consistent state; the warehouse drops events it already holds (by event identity, not
+offset), so nothing is lost or duplicated.
+
+Two drivers share that path:
+
+* :func:`land_changes` (a Dagster run of the raw CDC assets): reads up to the high watermarks seen at start
+  (a busy topic cannot keep a run going forever), then waits for the END of a transaction it has started
+  (normally milliseconds; at most ``settle_s``, just past the cut's hold time); decoding of the next batch
+  overlaps the warehouse write of the previous one.
+* :class:`~corisync_assets.cdc.lander.Lander` (long-lived, seconds from commit to warehouse): polls, lands
+  what the cut releases, commits, and reports the materializations to Dagster.
 """
 
 from __future__ import annotations
@@ -18,15 +28,20 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from corisync_assets.cdc.envelope import ChangeBatch, Decoder
+from corisync_assets.cdc.cut import TransactionCut
+from corisync_assets.cdc.envelope import ChangeBatch, DeadLetter, Decoder
 from corisync_assets.resources.kafka import KafkaResource, LagInfo
 from corisync_assets.resources.warehouse.base import LandResult, Warehouse
 
 CONSUME_CHUNK = 10_000
+#: pseudo table under which malformed transaction-metadata messages are dead-lettered
+TRANSACTIONS_TABLE = "_cdc_transactions"
 
 
 @dataclass
-class LandingReport:
+class TableReport:
+    """What one run or lander cycle did for one captured table."""
+
     table: str
     topic: str
     messages: int = 0
@@ -56,101 +71,203 @@ class LandingReport:
             self.max_source_ts_ms = max(self.max_source_ts_ms or 0, newest)
 
 
-def land_table(
+#: kept for callers of the single-table API
+LandingReport = TableReport
+
+
+@dataclass
+class FeedReport:
+    """A run (or lander cycle) over all tables."""
+
+    tables: dict[str, TableReport]
+    transactions: int = 0
+    forced: int = 0
+    held: int = 0  # messages still waiting for their transaction's END when the run stopped
+    lag_after: dict[tuple[str, int], LagInfo] = field(default_factory=dict)
+
+    @property
+    def new_events(self) -> int:
+        return sum(t.new_events for t in self.tables.values())
+
+
+class ChangeFeed:
+    """A consumer over the captured topics (and the transaction topic) feeding a transaction cut.
+
+    ``routes`` maps each data topic to its warehouse table; ``collections`` maps it to Debezium's data
+    collection name (``schema.table``) used in transaction END events.
+    """
+
+    def __init__(self, kafka: KafkaResource, routes: dict[str, str], *, tx_topic: str | None = None,
+                 collections: dict[str, str] | None = None, log: Callable[[str], None] = lambda _m: None,
+                 max_hold_s: float = 30.0) -> None:
+        self.kafka, self.routes, self.tx_topic, self.log = kafka, routes, tx_topic, log
+        self.cut = TransactionCut(collections or {t: t for t in routes}, tx_topic, max_hold_s=max_hold_s)
+        self.decoders = {table: Decoder(table) for table in {*routes.values(), TRANSACTIONS_TABLE}}
+        self.consumer = kafka.consumer()
+        self.assigned: set[tuple[str, int]] = set()
+
+    @property
+    def topics(self) -> list[str]:
+        return [*self.routes, *([self.tx_topic] if self.tx_topic else [])]
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def assign(self) -> dict[tuple[str, int], int]:
+        """Assign partitions not assigned yet at the group's committed offsets; return (topic, partition) ->
+        high watermark now, for the newly assigned ones that have something to read.
+
+        Manual assignment (no group join) keeps start-up in milliseconds; commits still go to the group.
+        """
+        meta = self.consumer.list_topics(timeout=10)
+        todo = []
+        for topic in self.topics:
+            info = meta.topics.get(topic)
+            if info is None or info.error is not None:
+                continue
+            todo += [TopicPartition(topic, p) for p in sorted(info.partitions) if (topic, p) not in self.assigned]
+        if not todo:
+            return {}
+        ends, assignment = {}, []
+        for tp in self.consumer.committed(todo, timeout=10):
+            low, high = self.consumer.get_watermark_offsets(tp, timeout=10)
+            start = tp.offset if tp.offset >= 0 else low
+            if start > high or start < low:
+                # committed beyond the end: the broker lost its log (memory-only broker restarted) -> start
+                # over; event identity, not offsets, keeps this from duplicating anything.
+                self.log(f"{tp.topic}[{tp.partition}]: committed offset {tp.offset} outside [{low}, {high}]; "
+                         f"reading from {low}")
+                start = low
+            assignment.append(TopicPartition(tp.topic, tp.partition, start))
+            self.assigned.add((tp.topic, tp.partition))
+            if start < high:
+                ends[(tp.topic, tp.partition)] = high
+        self.consumer.incremental_assign(assignment)
+        return ends
+
+    def poll(self, timeout: float, on_message: Callable[[str, int, int], None] | None = None) -> int:
+        """Buffer what the broker has (up to one chunk) in the cut; returns the number of messages."""
+        n = 0
+        for m in self.consumer.consume(num_messages=CONSUME_CHUNK, timeout=timeout):
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    if on_message is not None:
+                        on_message(m.topic(), m.partition(), -1)
+                    continue
+                raise KafkaException(err)
+            self.cut.add(m.topic(), m.partition(), m.offset(), m.key(), m.value())
+            n += 1
+            if on_message is not None:
+                on_message(m.topic(), m.partition(), m.offset())
+        return n
+
+    def take(self) -> tuple[list[ChangeBatch], dict[tuple[str, int], int], int, int]:
+        """Decode what the cut releases: (one batch per table with messages, positions to commit,
+        transactions completed, events released without their END)."""
+        released = self.cut.release()
+        touched = set()
+        for m in released.messages:
+            table = self.routes[m.topic]
+            self.decoders[table].add(m.topic, m.partition, m.offset, m.key, m.value)
+            touched.add(table)
+        if released.bad_transaction_events:
+            batch = self.decoders[TRANSACTIONS_TABLE].batch
+            for offset, value, error in released.bad_transaction_events:
+                batch.dead_letters.append(DeadLetter(self.tx_topic or "", 0, offset, error, None, value))
+            touched.add(TRANSACTIONS_TABLE)
+        batches = [self.decoders[t].reset() for t in sorted(touched)]
+        return batches, released.positions, released.transactions, released.forced
+
+    def commit(self, positions: dict[tuple[str, int], int]) -> None:
+        if positions:
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in sorted(positions.items())], asynchronous=False
+            )
+
+
+def new_report(routes: dict[str, str]) -> FeedReport:
+    return FeedReport({table: TableReport(table, topic) for topic, table in routes.items()})
+
+
+def land_changes(
     kafka: KafkaResource,
     warehouse: Warehouse,
-    table: str,
-    topic: str,
+    routes: dict[str, str],
     *,
+    tx_topic: str | None = None,
+    collections: dict[str, str] | None = None,
     batch_size: int = 50_000,
     stall_timeout_s: float = 30.0,
-    after_write: Callable[[ChangeBatch, LandResult], None] | None = None,
+    settle_s: float = 35.0,
+    after_write: Callable[[list[ChangeBatch], list[LandResult]], None] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
-) -> LandingReport:
-    """Land every event on `topic` after the group's committed offset, up to the end seen at start."""
+) -> FeedReport:
+    """Land every event on the routed topics after the group's committed offsets, up to the ends seen at
+    start (plus the rest of a transaction begun before them), in whole transactions."""
     kafka.check_reachable()
-    report = LandingReport(table, topic)
-    consumer = kafka.consumer()
+    report = new_report(routes)
+    feed = ChangeFeed(kafka, routes, tx_topic=tx_topic, collections=collections, log=log)
     try:
-        with warehouse.session():  # DuckDB: one connection for the whole run
-            ends = _assign_from_committed(consumer, topic, log)
-            decoder = Decoder(table)
+        with warehouse.exclusive(), warehouse.session():  # DuckDB: one writer, one connection for the run
+            ends = feed.assign()
             remaining = set(ends)
+
+            def reached(topic: str, partition: int, offset: int) -> None:
+                end = ends.get((topic, partition))
+                if end is not None and (offset < 0 or offset >= end - 1):
+                    remaining.discard((topic, partition))
+
+            writer = _PipelinedWriter(feed, warehouse, report, after_write)
             last_progress = time.monotonic()
-            writer = _PipelinedWriter(consumer, warehouse, report, after_write)
-            while remaining:
-                messages = consumer.consume(num_messages=CONSUME_CHUNK, timeout=1.0)
-                if messages:
+            settle_until = None
+            while True:
+                if feed.poll(timeout=0.5 if remaining else 0.2, on_message=reached):
                     last_progress = time.monotonic()
-                elif time.monotonic() - last_progress > stall_timeout_s:
-                    log(f"{topic}: no message for {stall_timeout_s:.0f}s before the end offsets {ends}; stopping")
-                    break
-                for m in messages:
-                    err = m.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            remaining.discard(m.partition())
-                            continue
-                        raise KafkaException(err)
-                    partition, offset = m.partition(), m.offset()
-                    if partition not in remaining or offset >= ends[partition]:
-                        remaining.discard(partition)
-                        continue
-                    decoder.add(topic, partition, offset, m.key(), m.value())
-                    if offset >= ends[partition] - 1:
-                        remaining.discard(partition)
-                pending = decoder.batch
-                if pending.offsets and (pending.messages >= batch_size or not remaining):
-                    writer.submit(decoder.reset())
-            if decoder.batch.offsets:
-                writer.submit(decoder.reset())
+                elif remaining and time.monotonic() - last_progress > stall_timeout_s:
+                    log(f"no message for {stall_timeout_s:.0f}s before the end offsets; stopping")
+                    remaining.clear()
+                if len(feed.cut) >= batch_size or not remaining:
+                    writer.submit(*feed.take())
+                if not remaining:
+                    if not len(feed.cut) and not feed.cut.waiting_transactions:
+                        break
+                    settle_until = settle_until or time.monotonic() + settle_s
+                    if time.monotonic() > settle_until:
+                        report.held = len(feed.cut)
+                        log(f"{report.held} message(s) wait for the END of their transaction; left for next run")
+                        break
             writer.finish()
     finally:
-        consumer.close()
-    report.lag_after = kafka.lag([topic])
+        feed.close()
+    report.lag_after = kafka.lag(feed.topics)
+    for table in report.tables.values():
+        table.lag_after = {k: v for k, v in report.lag_after.items() if k[0] == table.topic}
     return report
 
 
-def _assign_from_committed(consumer, topic: str, log: Callable[[str], None]) -> dict[int, int]:
-    """Assign the topic's partitions at the committed offsets; return partition -> end offset to stop at.
-
-    Manual assignment (no group join) keeps a run's start-up in milliseconds; commits still go to the group.
-    """
-    meta = consumer.list_topics(topic, timeout=10)
-    info = meta.topics.get(topic)
-    if info is None or info.error is not None or not info.partitions:
-        log(f"{topic}: topic does not exist yet (no change captured); nothing to land")
-        return {}
-    partitions = [TopicPartition(topic, p) for p in sorted(info.partitions)]
-    ends, assignment = {}, []
-    for tp in consumer.committed(partitions, timeout=10):
-        low, high = consumer.get_watermark_offsets(tp, timeout=10)
-        start = tp.offset if tp.offset >= 0 else low
-        if start > high or start < low:
-            # committed beyond the end: the broker lost its log (memory-only broker restarted) -> start over;
-            # event identity, not offsets, keeps this from duplicating anything.
-            log(f"{topic}[{tp.partition}]: committed offset {tp.offset} outside [{low}, {high}]; reading from {low}")
-            start = low
-        if start < high:
-            assignment.append(TopicPartition(topic, tp.partition, start))
-            ends[tp.partition] = high
-    if assignment:
-        consumer.assign(assignment)
-    return ends
+def land_table(kafka: KafkaResource, warehouse: Warehouse, table: str, topic: str, **kwargs) -> TableReport:
+    """Land one topic (no transaction metadata): the building block benchmarks and unit tests use."""
+    return land_changes(kafka, warehouse, {topic: table}, **kwargs).tables[table]
 
 
 class _PipelinedWriter:
-    """At most one batch in the warehouse at a time, written by a worker thread; the offsets of a batch are
-    committed (on the consuming thread) only after its write returned, and batches commit in order."""
+    """At most one cycle in the warehouse at a time, written by a worker thread; the positions of a cycle
+    are committed (on the consuming thread) only after its write returned, and cycles commit in order."""
 
-    def __init__(self, consumer, warehouse: Warehouse, report: LandingReport, after_write) -> None:
-        self.consumer, self.warehouse, self.report, self.after_write = consumer, warehouse, report, after_write
+    def __init__(self, feed: ChangeFeed, warehouse: Warehouse, report: FeedReport, after_write) -> None:
+        self.feed, self.warehouse, self.report, self.after_write = feed, warehouse, report, after_write
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="land")
-        self.inflight: tuple[ChangeBatch, Future] | None = None
+        self.inflight: tuple[list[ChangeBatch], dict, Future | None] | None = None
 
-    def submit(self, batch: ChangeBatch) -> None:
+    def submit(self, batches: list[ChangeBatch], positions: dict, transactions: int, forced: int) -> None:
         self._complete()
-        self.inflight = (batch, self.pool.submit(self.warehouse.land, batch))
+        self.report.transactions += transactions
+        self.report.forced += forced
+        if not batches and not positions:
+            return
+        future = self.pool.submit(self.warehouse.land_all, batches) if batches else None
+        self.inflight = (batches, positions, future)
 
     def finish(self) -> None:
         try:
@@ -161,14 +278,12 @@ class _PipelinedWriter:
     def _complete(self) -> None:
         if self.inflight is None:
             return
-        batch, future = self.inflight
+        batches, positions, future = self.inflight
         self.inflight = None
-        result = future.result()  # a failed write raises here: nothing of that batch is committed
-        if self.after_write is not None:
-            self.after_write(batch, result)
-        self.consumer.commit(
-            offsets=[TopicPartition(topic, partition, last + 1)
-                     for (topic, partition), (_, last) in batch.offsets.items()],
-            asynchronous=False,
-        )
-        self.report.add(batch, result)
+        results = future.result() if future is not None else []  # a failed write raises: nothing committed
+        if self.after_write is not None and batches:
+            self.after_write(batches, results)
+        self.feed.commit(positions)
+        for batch, result in zip(batches, results, strict=True):
+            if batch.table in self.report.tables:
+                self.report.tables[batch.table].add(batch, result)

@@ -1,10 +1,14 @@
 """Kafka-lag sensor and the hourly catch-up schedule for the raw CDC assets.
 
 The sensor reads lag through the admin API only (committed offsets vs. high watermarks), records it as an
-asset observation per table, and requests a run for each table whose lag crosses the threshold, unless a
-run that includes that asset is already queued or in progress (no pile-up while a run catches up).
+asset observation per table, and is the trigger of raw CDC runs. The long-lived lander
+(`corisync_assets.cdc.lander`) normally keeps lag near zero and its committed offsets moving; the sensor
+requests one run for all raw assets (they land together, in whole source transactions) when some table's
+lag is over the threshold and the group's committed offsets have not moved since the previous tick: no
+lander is running, or it is stuck. No run is requested while one is queued or in progress (no pile-up).
 """
 
+import json
 
 from dagster import (
     AssetKey,
@@ -48,31 +52,36 @@ def assets_in_flight(instance, keys: set[AssetKey]) -> set[AssetKey]:
     return busy
 
 
-def build_lag_sensor(connector: ConnectorConfig, threshold: int = 0, interval_s: int = 30):
+def build_lag_sensor(connector: ConnectorConfig, threshold: int = 0, interval_s: int = 10):
     tables = {
         connector.topic_for(schema, table): (raw_asset_key(schema, table), warehouse_table(schema, table))
         for schema, table in connector.tables
     }
     keys = [key for key, _ in tables.values()]
+    lag_topics = [*tables, *([connector.transaction_topic] if connector.transaction_topic else [])]
 
     @sensor(
         name="raw_cdc_lag_sensor",
         asset_selection=AssetSelection.assets(*keys),
         minimum_interval_seconds=interval_s,
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"Requests a raw CDC run for each table whose consumer lag exceeds {threshold} "
-        "(admin API only; never reads messages).",
+        description=f"Requests a raw CDC run when a table's consumer lag exceeds {threshold} and the group's "
+        "committed offsets stopped moving (no lander keeping up); admin API only, never reads messages.",
     )
     def raw_cdc_lag_sensor(context: SensorEvaluationContext, kafka: KafkaResource) -> SensorResult:
         try:
-            lag = kafka.lag(list(tables))
+            lag = kafka.lag(lag_topics)
         except BrokerUnreachable as exc:
             return SensorResult(skip_reason=str(exc))
+        committed = {f"{t}:{p}": info.committed for (t, p), info in lag.items()}
+        previous = json.loads(context.cursor) if context.cursor else {}
         per_topic: dict[str, dict[int, int]] = {topic: {} for topic in tables}
         for (topic, partition), info in lag.items():
-            per_topic[topic][partition] = info.lag
+            if topic in per_topic:  # the transaction topic counts for progress, not as a table
+                per_topic[topic][partition] = info.lag
         busy = assets_in_flight(context.instance, set(keys))
         observations, requests = [], []
+        lagging = []
         for topic, (key, name) in tables.items():
             partitions = per_topic[topic]
             total = sum(partitions.values())
@@ -87,11 +96,16 @@ def build_lag_sensor(connector: ConnectorConfig, threshold: int = 0, interval_s:
                     },
                 )
             )
-            if total > threshold and key not in busy:
-                requests.append(RunRequest(asset_selection=[key], tags={LAG_TAG: "lag", "corisync/table": name}))
-        if not requests:
-            context.log.debug("no table over the lag threshold, or its run is still in flight")
-        return SensorResult(run_requests=requests, asset_events=observations)
+            stalled = any(committed.get(f"{topic}:{p}") == previous.get(f"{topic}:{p}", -2) or
+                          f"{topic}:{p}" not in previous for p in partitions)
+            if total > threshold and stalled:
+                lagging.append(name)
+        if lagging and not busy:
+            requests.append(RunRequest(asset_selection=keys, tags={LAG_TAG: "lag",
+                                                                   "corisync/tables": ",".join(lagging)}))
+        elif not lagging:
+            context.log.debug("no table over the lag threshold with stalled offsets")
+        return SensorResult(run_requests=requests, asset_events=observations, cursor=json.dumps(committed))
 
     return raw_cdc_lag_sensor
 

@@ -1,7 +1,8 @@
 """``corisync dev``: the whole local platform in one command (what ``make dev`` runs).
 
-Stack up -> seed demo data if the tables are empty -> a background demo stream of changes -> ``dagster dev``
-with instance storage in the project's Postgres. The demo stream stops when the UI does.
+Stack up -> seed demo data if the tables are empty -> the lander (raw CDC within seconds) and a background
+demo stream of changes -> ``dagster dev`` with instance storage in the project's Postgres. The lander and
+the demo stream stop when the UI does.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ def run_dev(*, port: int = 3000, host: str = "127.0.0.1", rate: float = 2.0) -> 
     run_demo(rate=0, duration=0)  # seeds only when the tables are empty
     postgres.write_dagster_yaml(s)
     env = {**os.environ, **postgres.dagster_env(s)}
-    log = open(s.home / "logs" / "demo.log", "ab")  # noqa: SIM115 - lives as long as the child
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "corisync_assets.local.cli", "demo", "--rate", str(rate), "--duration", "86400"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
-    )
+    children, logs = [], []
+    for name, args in (("lander", ["lander"]),
+                       ("demo", ["demo", "--rate", str(rate), "--duration", "86400"])):
+        logs.append(open(s.home / "logs" / f"{name}.log", "ab"))  # noqa: SIM115 - lives as long as the child
+        children.append(subprocess.Popen([sys.executable, "-m", "corisync_assets.local.cli", *args],
+                                         stdout=logs[-1], stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT))
+    print(f"lander    ... landing CDC events continuously (log {s.home / 'logs' / 'lander.log'})")
     print(f"demo      ... streaming {rate:g} changes/s (log {s.home / 'logs' / 'demo.log'})")
     print(f"dagster   ... http://{host}:{port} (instance storage: Postgres {s.pg_host}:{s.pg_port}/dagster)")
     try:
@@ -41,6 +44,8 @@ def run_dev(*, port: int = 3000, host: str = "127.0.0.1", rate: float = 2.0) -> 
     except KeyboardInterrupt:
         return 0
     finally:
-        demo.terminate()
-        demo.wait(timeout=10)
-        log.close()
+        for child in children:
+            child.terminate()
+        for child, log in zip(children, logs, strict=True):
+            child.wait(timeout=30)
+            log.close()

@@ -15,7 +15,7 @@ import textwrap
 import uuid
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Producer, TopicPartition
 from dagster import AssetKey, DagsterRun, DagsterRunStatus, build_sensor_context
 
 from corisync_assets.cdc.sensors import build_lag_sensor
@@ -114,30 +114,49 @@ def test_end_to_end_current_state_and_changelog(pipe, pg):
         assert changelog_len(pipe, table) == before[table] + len(expected[table])
 
 
-def test_lag_sensor_counts_exact_lag_and_does_not_pile_up(pipe, pg):
+def test_lag_sensor_counts_exact_lag_requests_one_run_when_stalled_and_does_not_pile_up(pipe, pg):
     user = new_user(pg)
     for i in range(4):
         pg.execute("UPDATE users SET full_name = %s WHERE user_id = %s", (f"Name {i}", user))
     pipe.wait_for_lag({"users": 5})
     sensor = build_lag_sensor(pipe.connector, threshold=0)
-    users_key = AssetKey(["raw_cdc", "users"])
+    all_raw = {AssetKey(["raw_cdc", t]) for t in TABLES}
+    cursor = [None]
 
     def tick():
-        with build_sensor_context(instance=pipe.instance, resources={"kafka": pipe.kafka}) as ctx:
+        with build_sensor_context(instance=pipe.instance, resources={"kafka": pipe.kafka},
+                                  cursor=cursor[0]) as ctx:
             result = sensor(ctx)
+        cursor[0] = result.cursor
         lag = {o.asset_key.path[-1]: o.metadata["consumer_lag"].value for o in result.asset_events}
         return lag, [set(r.asset_selection) for r in result.run_requests]
 
     lag, requests = tick()
     assert lag == {t: 5 if t == "users" else 0 for t in TABLES}
-    assert requests == [{users_key}]
+    assert requests == [all_raw]  # nobody is consuming: one run lands every table together
 
     in_flight = DagsterRun(job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
-                           asset_selection=frozenset({users_key}))
+                           asset_selection=frozenset(all_raw))
     pipe.instance.add_run(in_flight)
     lag, requests = tick()
     assert lag["users"] == 5 and requests == []  # the running run will take it: no pile-up
     pipe.instance.delete_run(in_flight.run_id)
+
+    # a consumer making progress (the lander) moves the committed offset: lag alone requests nothing
+    committed = pipe.kafka.lag([pipe.topic("users")])[(pipe.topic("users"), 0)].committed
+    assert committed is not None  # the baseline materialization committed
+
+    def commit(offset: int) -> None:
+        consumer = pipe.kafka.consumer()
+        consumer.commit(offsets=[TopicPartition(pipe.topic("users"), 0, offset)], asynchronous=False)
+        consumer.close()
+
+    commit(committed + 1)
+    lag, requests = tick()
+    assert lag["users"] == 4 and requests == []
+    lag, requests = tick()  # ... but once it stops moving, the sensor requests the catch-up run
+    assert lag["users"] == 4 and requests == [all_raw]
+    commit(committed)  # give the skipped event back before landing
 
     pipe.materialize()
     lag, requests = tick()
@@ -167,14 +186,19 @@ def test_poison_message_goes_to_dead_letters_and_ingestion_goes_on(pipe, pg, sta
 
 CRASHING_LAND = textwrap.dedent("""
     import os, sys
-    from corisync_assets.cdc.landing import land_table
+    from corisync_assets.cdc.assets import routes
+    from corisync_assets.cdc.connector_config import load_connector_config
+    from corisync_assets.cdc.landing import land_changes
+    from corisync_assets.environment import settings
     from corisync_assets.resources.kafka import KafkaResource
     from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
-    bootstrap, group, path, topic = sys.argv[1:5]
-    def die(batch, result):
-        os._exit(17 if result.new_events else 18)  # killed after the warehouse write, before the commit
-    land_table(KafkaResource(bootstrap_servers=bootstrap, consumer_group=group), DuckDBWarehouse(path=path),
-               topic.rsplit(".", 1)[1], topic, after_write=die)
+    bootstrap, group, path = sys.argv[1:4]
+    def die(batches, results):  # killed after the warehouse write, before the commit
+        os._exit(17 if any(r.new_events for r in results) else 18)
+    connector = load_connector_config(settings().connector_config)
+    land_changes(KafkaResource(bootstrap_servers=bootstrap, consumer_group=group), DuckDBWarehouse(path=path),
+                 routes(connector), tx_topic=connector.transaction_topic, collections=connector.collections,
+                 after_write=die)
 """)
 
 
@@ -186,7 +210,7 @@ def test_kill_runner_and_ingest_between_write_and_commit(pipe, pg, stack):
     os.kill(stack_runner_pid(stack), signal.SIGKILL)  # Debezium dies before its offset flush
     pg.execute("DELETE FROM users WHERE user_id = %s", (users[0],))  # written while the runner is down
     proc = subprocess.run([sys.executable, "-c", CRASHING_LAND, stack.kafka_bootstrap, pipe.group,
-                           str(pipe.warehouse_path), pipe.topic("users")], capture_output=True, timeout=120)
+                           str(pipe.warehouse_path)], capture_output=True, timeout=120)
     assert proc.returncode == 17, proc.stderr.decode()[-2000:]
     assert pipe.lag()["users"] >= 6  # landed but not committed
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from corisync_assets.environment import Settings
+from corisync_assets.environment import Settings, warehouse_resource
 from tests.dbt.fixture_warehouse import Platform, build_warehouse
 
 
@@ -38,6 +38,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> BuiltWarehouse:
     platform = build_warehouse(s.warehouse_path)
     started = time.monotonic()
     result = dg.materialize(
-        [corisync_dbt_assets], resources={"dbt": dbt_resource(s)}, instance=dg.DagsterInstance.ephemeral()
+        [corisync_dbt_assets], resources={"dbt": dbt_resource(s), "warehouse": warehouse_resource(s)},
+        instance=dg.DagsterInstance.ephemeral(),
     )
     return BuiltWarehouse(s, s.warehouse_path, platform, result, time.monotonic() - started)

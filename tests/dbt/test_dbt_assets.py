@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from corisync_assets.dbt import corisync_dbt_assets, dbt_asset_keys, dbt_resource
+from corisync_assets.environment import warehouse_resource
 from tests.dbt import expected
 from tests.dbt.conftest import BuiltWarehouse
 
@@ -164,7 +165,7 @@ def test_incremental_changelog_model_appends_only_new_events(built: BuiltWarehou
     result = dg.materialize(
         [corisync_dbt_assets],
         selection=[key],
-        resources={"dbt": dbt_resource(built.settings)},
+        resources={"dbt": dbt_resource(built.settings), "warehouse": warehouse_resource(built.settings)},
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success

@@ -17,7 +17,7 @@ from corisync_assets.dbt import (
     dbt_daily_schedule,
     dbt_resource,
 )
-from corisync_assets.environment import Settings
+from corisync_assets.environment import Settings, warehouse_resource
 from tests.dbt.conftest import BuiltWarehouse
 
 pytestmark = pytest.mark.timeout(600)
@@ -39,7 +39,7 @@ def _run_selection(built: BuiltWarehouse, keys: set[dg.AssetKey]) -> dg.ExecuteI
     result = dg.materialize(
         [corisync_dbt_assets],
         selection=list(keys),
-        resources={"dbt": dbt_resource(built.settings)},
+        resources={"dbt": dbt_resource(built.settings), "warehouse": warehouse_resource(built.settings)},
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success

@@ -82,12 +82,16 @@ def course_row(course_id: int, version: int = 0) -> dict:
 
 
 def envelope(op: str, key: int | None, before: dict | None, after: dict | None, lsn: int, txid: int,
-             ts_ms: int, snapshot: str = "false", table: str = "courses") -> tuple[bytes | None, bytes]:
-    """(key bytes, value bytes) of one event as Debezium's JsonConverter writes them."""
+             ts_ms: int, snapshot: str = "false", table: str = "courses",
+             transaction: str | None = None) -> tuple[bytes | None, bytes]:
+    """(key bytes, value bytes) of one event as Debezium's JsonConverter writes them (``transaction``: the
+    transaction id Debezium adds with provide.transaction.metadata)."""
     source = {"version": "3.6.3.Final", "connector": "postgresql", "name": PREFIX, "ts_ms": ts_ms,
               "snapshot": snapshot, "db": "tc4a", "schema": "public", "table": table, "txId": txid, "lsn": lsn}
     value = {"schema": COURSES_VALUE_SCHEMA,
-             "payload": {"before": before, "after": after, "source": source, "op": op, "ts_ms": ts_ms + 5}}
+             "payload": {"before": before, "after": after, "source": source, "op": op, "ts_ms": ts_ms + 5,
+                         "transaction": None if transaction is None else
+                         {"id": transaction, "total_order": 1, "data_collection_order": 1}}}
     key_bytes = None
     if key is not None:
         key_bytes = orjson.dumps({"schema": COURSES_KEY_SCHEMA, "payload": {"course_id": key}})
@@ -134,3 +138,14 @@ def expected_state(n: int, *, ids: int | None = None) -> dict[int, dict]:
         else:
             state[cid] = payload["after"]
     return state
+
+
+def transaction_event(status: str, tx: str, counts: dict[str, int] | None = None) -> tuple[bytes, bytes]:
+    """(key, value) of a BEGIN/END event on Debezium's transaction topic (JsonConverter with schemas)."""
+    payload = {"status": status, "id": tx, "ts_ms": 1}
+    if status == "END":
+        payload["event_count"] = sum((counts or {}).values())
+        payload["data_collections"] = [{"data_collection": c, "event_count": n} for c, n in (counts or {}).items()]
+    return (orjson.dumps({"schema": {"type": "struct"}, "payload": {"id": tx}}),
+            orjson.dumps({"schema": {"type": "struct", "name": "io.debezium.connector.common.TransactionMetadataValue"},
+                          "payload": payload}))

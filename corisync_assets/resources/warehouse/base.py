@@ -8,6 +8,7 @@ deletes remove the row), plus `_dead_letters`. Landing the same events twice cha
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -27,10 +28,31 @@ class LandResult:
 
 
 class Warehouse(ConfigurableResource):
-    """Where raw CDC tables land. Subclasses implement `land` in one transaction."""
+    """Where raw CDC tables land. Subclasses implement `land_all`: every batch in one transaction.
 
-    def land(self, batch: ChangeBatch) -> LandResult:  # pragma: no cover - interface
+    Landing several tables' batches together is what keeps the raw layer a transactionally consistent cut
+    of Postgres (see `corisync_assets.cdc.cut`): dbt never sees one table ahead of another.
+    """
+
+    def land(self, batch: ChangeBatch) -> LandResult:
+        """Land one table's batch in one transaction."""
+        return self.land_all([batch])[0]
+
+    def land_all(self, batches: Sequence[ChangeBatch]) -> list[LandResult]:  # pragma: no cover - interface
+        """Land batches of several tables in one transaction; one result per batch, in order."""
         raise NotImplementedError
+
+    @contextmanager
+    def exclusive(self):
+        """Hold the warehouse's writer slot across processes (DuckDB: one writer per file; the lander and
+        dbt take turns). Warehouses without such a limit need nothing here."""
+        yield self
+
+    def fold(self, force: bool = False) -> dict | None:
+        """Bring current-state tables up to the landed changelog, if this warehouse defers that (BigQuery
+        folds on its own bounded cadence; ``force`` folds now, e.g. at the end of a raw run); return
+        metadata about what was folded, or None when nothing was due."""
+        return None
 
     @contextmanager
     def session(self):

@@ -8,11 +8,13 @@ short-lived and retried while another run (or dbt) holds the lock.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import filelock
 import pandas  # noqa: F401  duckdb imports it on the first register(); pay that at import, not in a run
 from pydantic import PrivateAttr
 
@@ -98,6 +100,20 @@ class DuckDBWarehouse(Warehouse):
         finally:
             con.close()
 
+    @property
+    def lock_path(self) -> str:
+        """The writer slot shared by every process that writes this file (lander, raw runs, dbt)."""
+        return self.path + ".writer.lock"
+
+    @contextmanager
+    def exclusive(self):
+        """Hold the file's writer slot (a file lock beside it) so writers queue instead of failing: DuckDB
+        itself refuses a second writer process outright, and dbt-duckdb does not retry."""
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(self.lock_path, timeout=self.lock_timeout_s)
+        with lock:
+            yield self
+
     @contextmanager
     def session(self):
         """One connection for all batches of a landing run (the file lock is released when the run ends)."""
@@ -126,24 +142,29 @@ class DuckDBWarehouse(Warehouse):
         with self.connect() as con:
             return con.execute(f"SELECT count(*) FROM {q(self.schema_name)}.{q(table)}").fetchone()[0]
 
-    def land(self, batch: ChangeBatch) -> LandResult:
-        current, changelog = self.table_names(batch.table)
+    def land_all(self, batches: Sequence[ChangeBatch]) -> list[LandResult]:
         s = q(self.schema_name)
-        cur, log, dlq = f"{s}.{q(current)}", f"{s}.{q(changelog)}", f"{s}.{q(DEAD_LETTERS)}"
+        dlq = f"{s}.{q(DEAD_LETTERS)}"
+        results = []
         with self._writer() as con:
             con.execute("BEGIN")
             try:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
                 con.execute(f"CREATE TABLE IF NOT EXISTS {dlq} {DEAD_LETTER_DDL}")
-                new_dead = self._land_dead_letters(con, dlq, batch)
-                new_events = duplicates = 0
-                if len(batch):
-                    new_events, duplicates = self._land_events(con, cur, log, batch)
+                for batch in batches:
+                    current, changelog = self.table_names(batch.table)
+                    new_dead = self._land_dead_letters(con, dlq, batch)
+                    new_events = duplicates = 0
+                    if len(batch):
+                        new_events, duplicates = self._land_events(
+                            con, f"{s}.{q(current)}", f"{s}.{q(changelog)}", batch
+                        )
+                    results.append(LandResult(new_events, duplicates, new_dead))
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        return LandResult(new_events, duplicates, new_dead)
+        return results
 
     def _land_dead_letters(self, con, dlq: str, batch: ChangeBatch) -> int:
         if not batch.dead_letters:
