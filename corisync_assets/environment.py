@@ -202,12 +202,21 @@ def resources(s: Settings) -> dict:
     return {"kafka": kafka, "warehouse": warehouse_resource(s)}
 
 
+_warehouses: dict[str, object] = {}
+
+
 def warehouse_resource(s: Settings):
-    """The warehouse raw CDC lands in (and whose writer slot dbt shares): BigQuery in prod, DuckDB locally."""
-    if s.mode == "prod":
-        from corisync_assets.resources.warehouse.bigquery import BigQueryWarehouse
+    """The warehouse raw CDC lands in (and whose writer slot dbt shares): BigQuery in prod, DuckDB locally.
 
-        return BigQueryWarehouse.from_settings(s)
-    from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
+    One object per settings, so the CDC and dbt parts of the code location bind the very same resource."""
+    key = s.model_dump_json()
+    if key not in _warehouses:
+        if s.mode == "prod":
+            from corisync_assets.resources.warehouse.bigquery import BigQueryWarehouse
 
-    return DuckDBWarehouse(path=str(s.warehouse_path))
+            _warehouses[key] = BigQueryWarehouse.from_settings(s)
+        else:
+            from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
+
+            _warehouses[key] = DuckDBWarehouse(path=str(s.warehouse_path))
+    return _warehouses[key]

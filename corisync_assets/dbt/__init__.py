@@ -29,7 +29,7 @@ from corisync_assets.dbt.resource import (
     dbt_resource,
 )
 from corisync_assets.dbt.translator import MARTS_MAX_STALENESS, CorisyncDbtTranslator
-from corisync_assets.environment import Settings
+from corisync_assets.environment import Settings, warehouse_resource
 
 DBT_RESOURCE_KEY = "dbt"
 
@@ -41,7 +41,8 @@ def dbt_definitions(s: Settings) -> Definitions:
         asset_checks=marts_freshness_checks,
         schedules=[dbt_daily_schedule],
         sensors=[dbt_automation_sensor, marts_freshness_sensor],
-        resources={DBT_RESOURCE_KEY: dbt_resource(s)},
+        # the warehouse too: dbt builds hold its writer slot (the same object the CDC part binds)
+        resources={DBT_RESOURCE_KEY: dbt_resource(s), "warehouse": warehouse_resource(s)},
     )
 
 

@@ -31,11 +31,11 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, war
     dbt failing to open the file; BigQuery: no such limit, nothing is held).
     """
     args = ["build"]
-    deferred = _deferred_tests(context)
-    if deferred:
-        context.log.info(f"leaving out {len(deferred)} test(s) whose other parent was never built: {deferred}")
-        args += ["--exclude", *deferred]
     with warehouse.exclusive():
+        deferred = _deferred_tests(context, warehouse)
+        if deferred:
+            context.log.info(f"leaving out {len(deferred)} test(s) whose other parent does not exist yet: {deferred}")
+            args += ["--exclude", " ".join(deferred)]
         invocation = dbt.cli(args, context=context, raise_on_error=False)
         try:
             events = invocation.stream()
@@ -49,15 +49,21 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, war
         raise invocation.get_error() or RuntimeError("dbt build failed")
 
 
-def _deferred_tests(context: AssetExecutionContext) -> list[str]:
+def _deferred_tests(context: AssetExecutionContext, warehouse: Warehouse) -> list[str]:
     import json
 
     from corisync_assets.dbt.deferral import tests_to_defer
 
     manifest = json.loads(corisync_dbt_project.manifest_path.read_text())
     own = set(corisync_dbt_assets.keys)
-    latest = context.instance.get_latest_materialization_events(list(own))
-    built = {key for key, event in latest.items() if event is not None}
+    nodes = {DBT_TRANSLATOR.get_asset_key(n): (n["schema"], n.get("alias") or n["name"])
+             for n in manifest["nodes"].values() if n["resource_type"] in ("model", "snapshot", "seed")}
+    existing = warehouse.existing_relations(list(nodes.values()))
+    if existing is not None:
+        built = {key for key, relation in nodes.items() if relation in existing}
+    else:  # the warehouse cannot tell: what the instance saw built
+        latest = context.instance.get_latest_materialization_events(list(own))
+        built = {key for key, event in latest.items() if event is not None}
     return tests_to_defer(manifest, DBT_TRANSLATOR.get_asset_key, context.selected_asset_keys & own, built)
 
 

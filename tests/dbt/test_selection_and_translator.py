@@ -113,7 +113,7 @@ def test_graph_reads_raw_to_staging_to_marts() -> None:
             *[dg.AssetSpec(dg.AssetKey(["raw_cdc", t])) for t in sorted(captured_tables())],
             corisync_dbt_assets,
         ],
-        resources={"dbt": dbt_resource(Settings())},
+        resources={"dbt": dbt_resource(Settings()), "warehouse": warehouse_resource(Settings())},
     )
     graph = defs.resolve_asset_graph()
     for key in corisync_dbt_assets.keys:

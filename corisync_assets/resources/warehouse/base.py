@@ -48,6 +48,11 @@ class Warehouse(ConfigurableResource):
         dbt take turns). Warehouses without such a limit need nothing here."""
         yield self
 
+    def existing_relations(self, relations: Sequence[tuple[str, str]]) -> set[tuple[str, str]] | None:
+        """Which of these (schema, name) tables or views exist; None when this warehouse cannot tell
+        cheaply (callers then fall back to what the Dagster instance recorded)."""
+        return None
+
     def fold(self, force: bool = False) -> dict | None:
         """Bring current-state tables up to the landed changelog, if this warehouse defers that (BigQuery
         folds on its own bounded cadence; ``force`` folds now, e.g. at the end of a raw run); return

@@ -138,6 +138,13 @@ class DuckDBWarehouse(Warehouse):
             self._session_con.execute("SET checkpoint_threshold = '1GB'")
         yield self._session_con
 
+    def existing_relations(self, relations):
+        if not Path(self.path).exists():
+            return set()
+        with self.connect(read_only=True) as con:
+            found = set(con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall())
+        return {r for r in relations if tuple(r) in found}
+
     def row_count(self, table: str) -> int:
         with self.connect() as con:
             return con.execute(f"SELECT count(*) FROM {q(self.schema_name)}.{q(table)}").fetchone()[0]
