@@ -5,7 +5,9 @@ attendance referencing it; sometimes both in one transaction; sometimes deleting
 while the lander lands continuously. A sampler reads the warehouse many times meanwhile: every sample must
 satisfy the foreign keys Postgres enforces (checked with plain SQL written here). Landing per topic on its
 own schedule breaks this whenever a child's topic is read before its parent's; the transaction cut may not.
-At the end the raw tables equal Postgres.
+At the end the raw tables equal Postgres, and automation, evaluated on a fresh Dagster instance that holds
+only the lander's materializations, builds the real dbt project on that cut with every dbt test passing
+(relationships tests included) and none left out.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
+from dagster import AssetSelection, DagsterInstance, Definitions, evaluate_automation_conditions, materialize
 
+from corisync_assets.cdc.assets import build_raw_cdc_assets
 from corisync_assets.cdc.connector_config import load_connector_config
-from corisync_assets.cdc.lander import Lander
+from corisync_assets.cdc.lander import Lander, dagster_reporter
+from corisync_assets.dbt import corisync_dbt_assets, dbt_resource
 from corisync_assets.resources.kafka import KafkaResource
 from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
 from tests.support.pipeline import TABLES, assert_equal_to_postgres, pg_connect
@@ -40,8 +46,16 @@ ORPHANS = {
 def writer(stack, rounds: int, errors: list) -> None:
     try:
         with pg_connect(stack) as pg:
-            course = pg.execute("SELECT course_id FROM courses ORDER BY course_id LIMIT 1").fetchone()[0]
-            training = pg.execute("SELECT training_id FROM trainings ORDER BY training_id LIMIT 1").fetchone()[0]
+            tag = uuid.uuid4().hex[:10]
+            course = pg.execute("INSERT INTO courses (code, title, category, level, price, duration_hours) VALUES "
+                                "(%s, 'Cut', 'data', 'beginner', 10, 2) RETURNING course_id",
+                                (f"CUT-{tag}",)).fetchone()[0]
+            trainer = pg.execute("INSERT INTO users (email, full_name, country_code, role) VALUES "
+                                 "(%s, 'trainer', 'PT', 'trainer') RETURNING user_id",
+                                 (f"{tag}-t@cut.org",)).fetchone()[0]
+            training = pg.execute("INSERT INTO trainings (course_id, trainer_id, location, starts_at, ends_at, "
+                                  "capacity) VALUES (%s, %s, 'Porto', now(), now() + interval '2 hours', 500) "
+                                  "RETURNING training_id", (course, trainer)).fetchone()[0]
             previous = None
             for i in range(rounds):
                 tag = uuid.uuid4().hex[:10]
@@ -63,22 +77,45 @@ def writer(stack, rounds: int, errors: list) -> None:
         errors.append(exc)
 
 
+def tables_in(warehouse: DuckDBWarehouse) -> set[str]:
+    if not Path(warehouse.path).exists():
+        return set()
+    with warehouse.exclusive(), warehouse.connect(read_only=True) as con:
+        return {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
+                                          "WHERE table_schema = 'raw_cdc'").fetchall()}
+
+
 def test_every_sample_of_the_raw_layer_keeps_postgres_foreign_keys(stack, tmp_path):
     connector = load_connector_config(stack.connector_config)
     kafka = KafkaResource(bootstrap_servers=stack.kafka_bootstrap, consumer_group=f"cut-{uuid.uuid4().hex[:8]}")
-    warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+    settings = stack.model_copy(update={"duckdb_path": tmp_path / "warehouse.duckdb"})
+    warehouse = DuckDBWarehouse(path=str(settings.warehouse_path))
+    instance = DagsterInstance.ephemeral()
     reported: list = []
-    lander = Lander(kafka, warehouse, connector, reporter=reported.extend, poll_s=0.1)
+    to_instance = dagster_reporter(instance)
+
+    def report(events):
+        reported.extend(events)
+        to_instance(events)
+
+    lander = Lander(kafka, warehouse, connector, reporter=report, poll_s=0.1)
+    # the automation sensor's first tick, before anything landed (as when `make dev` starts)
+    resources = {"kafka": kafka, "warehouse": warehouse, "dbt": dbt_resource(settings)}
+    defs = Definitions(assets=[*build_raw_cdc_assets(connector), corisync_dbt_assets], resources=resources)
+    dbt_selection = AssetSelection.assets(corisync_dbt_assets)
+    before_landing = evaluate_automation_conditions(defs, instance, asset_selection=dbt_selection)
+    assert before_landing.total_requested == 0  # raw tables missing: nothing to build yet
     stop, errors = threading.Event(), []
     landing = threading.Thread(target=lander.run, args=(stop,), daemon=True)
     landing.start()
     write = threading.Thread(target=writer, args=(stack, 120, errors), daemon=True)
     try:
-        deadline = time.monotonic() + 120
-        while lander.events_landed == 0 and time.monotonic() < deadline:  # the topics' history first
-            time.sleep(0.2)
         write.start()
         samples, violations = 0, []
+        deadline = time.monotonic() + 120
+        while not set(TABLES) <= tables_in(warehouse):  # a table exists once its first change landed
+            assert time.monotonic() < deadline, "the lander did not land every table"
+            time.sleep(0.1)
         while write.is_alive() or samples < 20:
             with warehouse.exclusive(), warehouse.connect(read_only=True) as con:
                 counts = {name: con.execute(sql).fetchone()[0] for name, sql in ORPHANS.items()}
@@ -109,4 +146,17 @@ def test_every_sample_of_the_raw_layer_keeps_postgres_foreign_keys(stack, tmp_pa
             assert_equal_to_postgres(pg, warehouse, table)
     # the lander reported its work as materializations of the raw assets, with transaction counts
     assert {e.asset_key.path[-1] for e in reported} == set(TABLES)
-    assert all(e.metadata["source_transactions_landed"].value >= 0 for e in reported)
+    assert sum(e.metadata["source_transactions_landed"].value for e in reported) > 0
+
+    # automation on a fresh instance that only saw the lander: it requests the whole dbt project at once
+    evaluation = evaluate_automation_conditions(defs, instance, asset_selection=dbt_selection,
+                                                cursor=before_landing.cursor)
+    requested = {key for key in corisync_dbt_assets.keys if evaluation.get_num_requested(key)}
+    assert requested == set(corisync_dbt_assets.keys)
+    result = materialize([corisync_dbt_assets], instance=instance, selection=sorted(requested, key=str),
+                         resources={"dbt": resources["dbt"], "warehouse": warehouse})
+    assert result.success
+    checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    failed = [c.check_name for c in checks if not c.passed]
+    assert checks and not failed, failed
+    assert any("relationships" in c.check_name for c in checks)
