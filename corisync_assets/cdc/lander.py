@@ -103,19 +103,31 @@ class Lander:
                     report.tables[batch.table].add(batch, result)
         feed.commit(positions)
         self.cycles += 1
-        events = [
-            AssetMaterialization(asset_key=AssetKey([RAW_GROUP, name]), metadata=report_metadata(t, feed=report))
-            for name, t in report.tables.items()
-            if t.new_events or t.dead_letters
-        ]
-        if events:
-            self.events_landed += report.new_events
-            self.reporter(events)
-            log.info("cycle %d: %d event(s) in %d transaction(s) -> %s", self.cycles, report.new_events,
-                     transactions, ", ".join(e.asset_key.path[-1] for e in events))
-        folded = self.warehouse.fold()
+        self.events_landed += report.new_events
+        if report.new_events:
+            log.info("cycle %d: %d event(s) in %d transaction(s)", self.cycles, report.new_events, transactions)
+        events = []
+        if not self.warehouse.defers_current_state:  # what dbt reads changed now
+            events = [
+                AssetMaterialization(asset_key=AssetKey([RAW_GROUP, name]), metadata=report_metadata(t, feed=report))
+                for name, t in report.tables.items()
+                if t.new_events or t.dead_letters
+            ]
+        try:
+            folded = self.warehouse.fold()
+        except Exception:  # the changelog is safe; the next due fold takes these cycles too
+            log.exception("fold failed; retried at the next due fold")
+            folded = None
         if folded:
             log.info("folded: %s", folded)
+            events += [
+                AssetMaterialization(asset_key=AssetKey([RAW_GROUP, name]),
+                                     metadata={"events_folded": n, **{k: v for k, v in folded.items()
+                                                                      if isinstance(v, int | str)}})
+                for name, n in folded.get("new_events", {}).items() if name in report.tables
+            ]
+        if events:
+            self.reporter(events)
         return report
 
 

@@ -114,6 +114,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: the emulator's gRPC port (Storage Write/Read API) is its REST port + 10, as in its defaults (9050/9060);
+#: `BigQueryWarehouse` derives its Storage Write API endpoint from BIGQUERY_EMULATOR_HOST the same way
+GRPC_PORT_OFFSET = 10
+
+
+def _port_pair() -> int:
+    """A free REST port whose gRPC companion (port + GRPC_PORT_OFFSET) is free too."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + GRPC_PORT_OFFSET))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports for the BigQuery emulator")
+
+
 @dataclass
 class Emulator:
     """A running emulator process (started by `start`)."""
@@ -122,6 +140,12 @@ class Emulator:
     host: str  # host:port, the value of BIGQUERY_EMULATOR_HOST
     project: str
     log: Path
+
+    @property
+    def grpc_host(self) -> str:
+        """host:port of the emulator's gRPC API (Storage Write API)."""
+        name, port = self.host.rsplit(":", 1)
+        return f"{name}:{int(port) + GRPC_PORT_OFFSET}"
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -135,16 +159,16 @@ class Emulator:
 
 def start(project: str = DEFAULT_PROJECT, port: int | None = None, log: Path | None = None,
           timeout_s: float = 60.0, venv: Path = VENV) -> Emulator:
-    """Start the emulator (ephemeral, REST on 127.0.0.1:port, gRPC on a free port); wait until ready."""
+    """Start the emulator (ephemeral, REST on 127.0.0.1:port, gRPC on port + 10); wait until ready."""
     if not installed(venv):
         raise RuntimeError(f"the BigQuery emulator is not installed in {venv}: run "
                            "`python -m tests.bigquery.emulator install`")
-    port = port or free_port()
+    port = port or _port_pair()
     log = log or venv / f"emulator-{port}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BQEMU_", "GOOGLE_"))}
     env["HOME"] = str(home(venv))
     cmd = [str(venv / "bin" / "bqemulator"), "start", "--rest-host", "127.0.0.1", "--rest-port", str(port),
-           "--grpc-host", "127.0.0.1", "--grpc-port", str(free_port()), "--ephemeral", "--project", project,
+           "--grpc-host", "127.0.0.1", "--grpc-port", str(port + GRPC_PORT_OFFSET), "--ephemeral", "--project", project,
            "--log-level", "warning"]
     with open(log, "wb") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,

@@ -1,10 +1,13 @@
 """BigQueryWarehouse against the BigQuery emulator.
 
-BigQuery cannot run here; the `bqemulator` emulator stands in for it (BigQuery's REST API, GoogleSQL
-scripts with transactions, MERGE, JSON functions, over DuckDB). The same client calls and the same
-landing script run against real BigQuery in prod. Events are Debezium-shaped (tests/support), decoded by
-the project's Decoder, landed through the warehouse resource, and checked against a plain-Python replay
-(`expected_state`) and against the DuckDB reference implementation fed the same batches.
+BigQuery cannot run here; the `bqemulator` emulator stands in for it (BigQuery's REST API, the Storage
+Write API over gRPC, GoogleSQL scripts with transactions, MERGE, JSON functions, over DuckDB). The same
+client calls, the same appends and the same fold script run against real BigQuery in prod. Events are
+Debezium-shaped (tests/support), decoded by the project's Decoder, landed through the warehouse resource
+(appends to `_cdc_stream`), folded into changelog and current state (`fold`), and checked against a
+plain-Python replay (`expected_state`) and against the DuckDB reference implementation fed the same batches.
+What the emulator cannot show (the exact requests per cycle and per fold, failing appends, request sizes,
+table options) is tested against request-level doubles in test_bigquery_requests.py.
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ import pytest
 from corisync_assets.cdc.envelope import ChangeBatch, Decoder
 from corisync_assets.environment import ConfigError, Settings
 from corisync_assets.resources.warehouse.base import DEAD_LETTERS, LandResult
-from corisync_assets.resources.warehouse.bigquery import EMULATOR_PROJECT, BigQueryWarehouse, bq_type, schema_field
+from corisync_assets.resources.warehouse.bigquery import (
+    CYCLES,
+    EMULATOR_PROJECT,
+    STREAM,
+    BigQueryWarehouse,
+    bq_type,
+    schema_field,
+)
 from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
 from tests.support.debezium_events import (
     COURSE_FIELDS,
@@ -39,15 +49,21 @@ TOPIC = "tc4a.public.courses"
 class Feed:
     """Decodes (key, value) pairs into batches with increasing Kafka offsets, as the consumer would."""
 
-    def __init__(self, table: str = "courses") -> None:
+    def __init__(self, table: str = "courses", topic: str = TOPIC) -> None:
         self.decoder = Decoder(table)
+        self.topic = topic
         self.offset = 0
 
     def batch(self, messages) -> ChangeBatch:
         for key, value in messages:
-            self.decoder.add(TOPIC, 0, self.offset, key, value)
+            self.decoder.add(self.topic, 0, self.offset, key, value)
             self.offset += 1
         return self.decoder.reset()
+
+
+def restarted(wh: BigQueryWarehouse) -> BigQueryWarehouse:
+    """The same warehouse as seen by a new process (nothing remembered of what was appended)."""
+    return BigQueryWarehouse(project=wh.project, dataset=wh.dataset, emulator_host=wh.emulator_host)
 
 
 def rows(wh: BigQueryWarehouse, table: str, order_by: str) -> list[dict]:
@@ -80,8 +96,9 @@ def assert_state(actual: list[dict], expected: dict[int, dict]) -> None:
 
 
 def test_change_stream_lands_as_expected_state(bq_warehouse: BigQueryWarehouse) -> None:
-    """Three batches of a Debezium stream (inserts, updates, deletes + tombstones): the current state is
-    the replayed state, the changelog has one row per event, before/after/key kept as JSON."""
+    """Three batches of a Debezium stream (inserts, updates, deletes + tombstones) are appended, one cycle
+    each, without touching changelog and current state; one fold brings both up: the current state is the
+    replayed state, the changelog has one row per event, before/after/key kept as JSON."""
     n = 300
     messages = list(change_stream(n))
     feed = Feed()
@@ -94,6 +111,11 @@ def test_change_stream_lands_as_expected_state(bq_warehouse: BigQueryWarehouse) 
         total += len(batch)
     elapsed = time.monotonic() - started
     assert total == n  # tombstones are not events
+    assert bq_warehouse.row_count(STREAM) == n and bq_warehouse.row_count(CYCLES) == 3
+    assert bq_warehouse.row_count("courses") == 0 == bq_warehouse.row_count("courses__changelog")
+    folded = bq_warehouse.fold(force=True)
+    assert folded["cycles"] == 3 and folded["new_events"] == {"courses": n}
+    assert bq_warehouse.fold(force=True) is None  # nothing left
     assert_state(rows(bq_warehouse, "courses", "course_id"), expected_state(n))
     log = rows(bq_warehouse, "courses__changelog", "source_lsn")
     assert len(log) == n == len({r["event_id"] for r in log})
@@ -105,20 +127,31 @@ def test_change_stream_lands_as_expected_state(bq_warehouse: BigQueryWarehouse) 
                            for r in deletes)
     first = log[0]
     assert first["before"] is None and first["after"] == events[0]["after"] and first["kafka_offset"] == 0
-    print(f"landed {n} events in 3 batches in {elapsed:.2f}s")
+    print(f"appended {n} events in 3 cycles in {elapsed:.2f}s, folded in {folded['seconds']:.2f}s")
 
 
 def test_landing_twice_changes_nothing(bq_warehouse: BigQueryWarehouse) -> None:
-    """Re-landing a batch (a consumer restarted before committing its offsets) is a no-op; a batch that
-    repeats an event (a re-emitted message at a later offset) lands it once."""
+    """Re-landing a batch (a consumer restarted before committing its offsets) is a no-op: the same process
+    does not append it again; a new process appends it again (at-least-once), and the fold drops what the
+    changelog already holds. A batch that repeats an event (a re-emitted message at a later offset) lands
+    it once."""
     feed = Feed()
     messages = list(change_stream(100))
     batch = feed.batch(messages[:90])
     n = len(batch)
     assert bq_warehouse.land(batch).new_events == n
+    bq_warehouse.fold(force=True)
     state = rows(bq_warehouse, "courses", "course_id")
     log = rows(bq_warehouse, "courses__changelog", "event_id")
     assert bq_warehouse.land(batch) == LandResult(0, n, 0)
+    assert bq_warehouse.fold(force=True) is None and bq_warehouse.row_count(STREAM) == n
+    # a new process does not know what was appended: it appends again, twice; the fold keeps one of each
+    again = restarted(bq_warehouse)
+    assert again.land(batch) == LandResult(n, 0, 0)
+    assert restarted(bq_warehouse).land(batch) == LandResult(n, 0, 0)
+    assert bq_warehouse.row_count(STREAM) == 3 * n
+    folded = again.fold(force=True)
+    assert folded["cycles"] == 2 and folded["new_events"] == {}  # two cycles, nothing new in them
     assert rows(bq_warehouse, "courses", "course_id") == state
     assert rows(bq_warehouse, "courses__changelog", "event_id") == log
     # the rest of the stream, with a repeat of its last event inside the batch
@@ -126,6 +159,7 @@ def test_landing_twice_changes_nothing(bq_warehouse: BigQueryWarehouse) -> None:
     repeat = next(m for m in reversed(rest) if m[1] is not None)
     batch2 = feed.batch([*rest, repeat])
     assert bq_warehouse.land(batch2) == LandResult(len(batch2) - 1, 1, 0)
+    assert bq_warehouse.fold(force=True)["new_events"] == {"courses": len(batch2) - 1}
     assert_state(rows(bq_warehouse, "courses", "course_id"), expected_state(100))
     assert bq_warehouse.row_count("courses__changelog") == 100
 
@@ -138,6 +172,7 @@ def test_dead_letters_land_once(bq_warehouse: BigQueryWarehouse) -> None:
     batch = feed.batch([(key, value), (b'{"id": 1}', b"not json at all"), (None, value)])
     assert len(batch) == 1 and len(batch.dead_letters) == 2
     assert bq_warehouse.land(batch) == LandResult(1, 0, 2)
+    assert bq_warehouse.fold(force=True)["dead_letters"] == 2
     dead = rows(bq_warehouse, DEAD_LETTERS, "kafka_offset")
     assert [(d["source_table"], d["kafka_topic"], d["kafka_offset"]) for d in dead] == [
         ("courses", TOPIC, 1), ("courses", TOPIC, 2)]
@@ -145,6 +180,8 @@ def test_dead_letters_land_once(bq_warehouse: BigQueryWarehouse) -> None:
     assert dead[0]["key"] == '{"id": 1}' and dead[1]["key"] is None
     assert "without a key" in dead[1]["error"] and dead[1]["landed_at"] is not None
     assert bq_warehouse.land(batch) == LandResult(0, 1, 0)
+    assert restarted(bq_warehouse).land(batch) == LandResult(1, 0, 2)  # a new process appends them again
+    assert bq_warehouse.fold(force=True)["dead_letters"] == 0
     assert bq_warehouse.row_count(DEAD_LETTERS) == 2
 
 
@@ -215,25 +252,118 @@ def normalized(row: dict, json_cols: tuple[str, ...], drop: tuple[str, ...]) -> 
     return out
 
 
-def test_same_result_as_duckdb_reference(bq_warehouse: BigQueryWarehouse, tmp_path) -> None:
-    """Differential test: every batch of `scenario()` lands through both warehouses with the same
-    LandResult, and current state, changelog and dead letters end up equal (timestamps of landing aside)."""
-    duck = DuckDBWarehouse(path=str(tmp_path / "reference.duckdb"))
-    feed_bq, feed_duck = Feed(), Feed()
-    for i, messages in enumerate(scenario()):
-        b_bq, b_duck = feed_bq.batch(messages), feed_duck.batch(messages)
-        assert bq_warehouse.land(b_bq) == duck.land(b_duck), f"batch {i}"
+def assert_same_as_reference(bq_warehouse: BigQueryWarehouse, duck: DuckDBWarehouse) -> None:
     current = [normalized(r, ("tags",), ("_cdc_landed_at",)) for r in duck_rows(duck, "courses", "course_id")]
     assert [normalized(r, (), ("_cdc_landed_at",)) for r in rows(bq_warehouse, "courses", "course_id")] == current
-    assert [r["course_id"] for r in current] == [501, 503]  # truncate, snapshot end and delete applied
-    assert current[0]["category"] == "ops" and current[0]["_cdc_lsn"] == 2_001_048
     order = "source_lsn, kafka_offset"
     log = [normalized(r, ("key", "before", "after"), ("landed_at",)) for r in duck_rows(duck, "courses__changelog",
                                                                                           order)]
     assert [normalized(r, (), ("landed_at",)) for r in rows(bq_warehouse, "courses__changelog", order)] == log
     dead = [normalized(r, (), ("landed_at",)) for r in duck_rows(duck, DEAD_LETTERS, "kafka_offset")]
     assert [normalized(r, (), ("landed_at",)) for r in rows(bq_warehouse, DEAD_LETTERS, "kafka_offset")] == dead
-    assert len(dead) == 1
+
+
+@pytest.mark.parametrize("fold_every_batch", [True, False], ids=["fold-each-cycle", "one-fold-for-all"])
+def test_same_result_as_duckdb_reference(bq_warehouse: BigQueryWarehouse, tmp_path, fold_every_batch) -> None:
+    """Differential test: every batch of `scenario()` lands through both warehouses with the same
+    LandResult (one cycle per batch in BigQuery); folded after every cycle, or once for all of them, current
+    state, changelog and dead letters equal DuckDB's, which applies each batch at once (landing times
+    aside)."""
+    duck = DuckDBWarehouse(path=str(tmp_path / "reference.duckdb"))
+    feed_bq, feed_duck = Feed(), Feed()
+    for i, messages in enumerate(scenario()):
+        b_bq, b_duck = feed_bq.batch(messages), feed_duck.batch(messages)
+        assert bq_warehouse.land(b_bq) == duck.land(b_duck), f"batch {i}"
+        if fold_every_batch:
+            bq_warehouse.fold(force=True)
+            assert_same_as_reference(bq_warehouse, duck)
+    if not fold_every_batch:
+        assert bq_warehouse.fold(force=True)["cycles"] == len(scenario())
+        assert_same_as_reference(bq_warehouse, duck)
+    current = duck_rows(duck, "courses", "course_id")
+    assert [r["course_id"] for r in current] == [501, 503]  # truncate, snapshot end and delete applied
+    assert current[0]["category"] == "ops" and current[0]["_cdc_lsn"] == 2_001_048
+    assert bq_warehouse.row_count(DEAD_LETTERS) == 1
+
+
+# --- cycles across tables, and the cadence of folds --------------------------------------------------------
+
+ARCHIVE_TOPIC = "tc4a.public.courses_archive"
+
+
+def test_fold_is_a_consistent_cut_across_tables(bq_warehouse: BigQueryWarehouse, monkeypatch) -> None:
+    """A cycle lands two tables' batches. The lander dies after appending the second cycle's events but
+    before its marker: the fold leaves both tables as of the first cycle (not one table ahead of the other).
+    The next process lands the same events again (offsets were not committed) as a complete cycle: the fold
+    brings both tables up together, each event once, the orphaned rows of the dead cycle never folded."""
+    messages = [m for m in change_stream(160) if m[1] is not None]  # events only: slices are exact
+    courses, archive = Feed("courses"), Feed("courses_archive", ARCHIVE_TOPIC)
+    first = [courses.batch(messages[:80]), archive.batch(messages[:40])]
+    assert [r.new_events for r in bq_warehouse.land_all(first)] == [len(first[0]), len(first[1])]
+
+    second = [courses.batch(messages[80:]), archive.batch(messages[40:])]
+    appended = []
+    append = BigQueryWarehouse._append
+
+    def die_before_marker(self, table, row_type, spec, rows):  # the process dies between appends and marker
+        if table == CYCLES:
+            raise ConnectionError("lander killed")
+        appended.append(table)
+        append(self, table, row_type, spec, rows)
+
+    monkeypatch.setattr(BigQueryWarehouse, "_append", die_before_marker)
+    with pytest.raises(ConnectionError):
+        bq_warehouse.land_all(second)
+    monkeypatch.undo()
+    assert appended == [STREAM] and bq_warehouse.row_count(STREAM) == 320  # every event is there ...
+    folded = bq_warehouse.fold(force=True)  # ... but only the complete cycle is folded
+    assert folded["cycles"] == 1 and folded["new_events"] == {"courses": 80, "courses_archive": 40}
+    assert_state(rows(bq_warehouse, "courses", "course_id"), expected_state(80, ids=40))
+    assert_state(rows(bq_warehouse, "courses_archive", "course_id"), expected_state(40, ids=40))
+
+    after_restart = restarted(bq_warehouse)
+    assert [r.new_events for r in after_restart.land_all(second)] == [len(second[0]), len(second[1])]
+    folded = after_restart.fold(force=True)
+    assert folded["cycles"] == 1 and folded["new_events"] == {"courses": 80, "courses_archive": 120}
+    assert_state(rows(bq_warehouse, "courses", "course_id"), expected_state(160, ids=40))
+    assert_state(rows(bq_warehouse, "courses_archive", "course_id"), expected_state(160, ids=40))
+    for table in ("courses__changelog", "courses_archive__changelog"):
+        log = rows(bq_warehouse, table, "source_lsn")
+        assert len(log) == 160 == len({r["event_id"] for r in log})
+    assert after_restart.fold(force=True) is None  # the dead cycle's rows stay unfolded for good
+
+
+def test_folding_cycles_again_changes_nothing(bq_warehouse: BigQueryWarehouse) -> None:
+    """If the record of a fold were lost (or two folds raced past their re-check), the same cycles would be
+    folded again: nothing changes, since events already in the changelog and known dead letters are
+    dropped."""
+    feed = Feed()
+    bq_warehouse.land(feed.batch([*list(change_stream(40)), (None, b"{broken")]))
+    first = bq_warehouse.fold(force=True)
+    assert first["new_events"] == {"courses": 40} and first["dead_letters"] == 1
+    state, log = rows(bq_warehouse, "courses", "course_id"), rows(bq_warehouse, "courses__changelog", "event_id")
+    bq_warehouse.client().query(f"DELETE FROM {bq_warehouse._sql_ref('_cdc_folded')} WHERE TRUE").result()
+    again = bq_warehouse.fold(force=True)
+    assert again["cycles"] == 1 and again["new_events"] == {} and again["dead_letters"] == 0
+    assert rows(bq_warehouse, "courses", "course_id") == state
+    assert rows(bq_warehouse, "courses__changelog", "event_id") == log
+    assert bq_warehouse.row_count(DEAD_LETTERS) == 1
+
+
+def test_fold_cadence(bq_emulator, bq_warehouse: BigQueryWarehouse) -> None:
+    """fold() without force (the lander calls it every cycle): due at a process's first call (an earlier
+    process may have left cycles), then only when this process landed something and fold_interval_s passed."""
+    wh = BigQueryWarehouse(project=bq_warehouse.project, dataset=bq_warehouse.dataset,
+                           emulator_host=bq_emulator.host, fold_interval_s=3600)
+    feed = Feed()
+    messages = list(change_stream(20))
+    restarted(bq_warehouse).land(feed.batch(messages[:10]))  # left by an earlier process
+    assert wh.fold()["new_events"] == {"courses": 10}  # first call: due
+    assert wh.fold() is None  # nothing landed since
+    wh.land(feed.batch(messages[10:]))
+    assert wh.fold() is None  # within the interval
+    assert wh.fold(force=True)["new_events"] == {"courses": 10}
+    assert_state(rows(wh, "courses", "course_id"), expected_state(20))
 
 
 def test_table_schema_follows_source(bq_warehouse: BigQueryWarehouse) -> None:
@@ -248,6 +378,14 @@ def test_table_schema_follows_source(bq_warehouse: BigQueryWarehouse) -> None:
     assert types["created_at"][0] == "TIMESTAMP" and types["tags"][0] == "JSON"
     assert types["course_id"][0] in ("INTEGER", "INT64") and types["is_published"][0] in ("BOOLEAN", "BOOL")
     assert [f.name for f in table.schema][-4:] == ["_cdc_op", "_cdc_lsn", "_cdc_ts_ms", "_cdc_landed_at"]
+
+
+def test_existing_relations(bq_warehouse: BigQueryWarehouse) -> None:
+    """Which dbt relations exist, from tables.list (no job): what dbt's test deferral asks."""
+    bq_warehouse.land(Feed().batch(change_stream(2)))
+    ds = bq_warehouse.dataset
+    assert bq_warehouse.existing_relations([(ds, "courses"), (ds, "stg_courses"), ("no_such_dataset", "x")]) == {
+        (ds, "courses")}
 
 
 # --- errors ---------------------------------------------------------------------------------------------
@@ -290,5 +428,6 @@ def test_from_settings() -> None:
     wh = BigQueryWarehouse.from_settings(s)
     assert (wh.project, wh.dataset, wh.location, wh.emulator_host, wh.kind) == (
         EMULATOR_PROJECT, "raw_x", "US", "127.0.0.1:9999", "bigquery")
+    assert wh.grpc_host == "127.0.0.1:10009"  # the emulator's gRPC port: REST port + 10
     with pytest.raises(ConfigError, match="CORISYNC_GCP_PROJECT"):
         BigQueryWarehouse.from_settings(Settings())

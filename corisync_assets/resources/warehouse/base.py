@@ -48,6 +48,12 @@ class Warehouse(ConfigurableResource):
         dbt take turns). Warehouses without such a limit need nothing here."""
         yield self
 
+    @property
+    def defers_current_state(self) -> bool:
+        """True when `land_all` only appends and current state changes at `fold` (BigQuery): the raw assets
+        are then reported materialized when a fold brings new events into what dbt reads."""
+        return False
+
     def existing_relations(self, relations: Sequence[tuple[str, str]]) -> set[tuple[str, str]] | None:
         """Which of these (schema, name) tables or views exist; None when this warehouse cannot tell
         cheaply (callers then fall back to what the Dagster instance recorded)."""

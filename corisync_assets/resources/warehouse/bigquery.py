@@ -1,38 +1,61 @@
 """BigQuery implementation of the landing interface (prod mode; the emulator tier in tests).
 
-Same semantics as the DuckDB reference (`duckdb.py`), in GoogleSQL:
+BigQuery limits how often a table may be changed by jobs (load jobs, DML), so landing a batch every second
+the way DuckDB does (one transaction per cycle doing the upserts) would soon be queued or refused. Landing is
+split in two, as BigQuery's own CDC ingestion is (docs/bigquery_landing.md has the reasoning and the quotas):
 
-1. DDL outside the transaction (BigQuery allows no DDL inside one): `<table>__changelog`, `<table>` and
-   `_dead_letters` are created if missing; new source columns are added to `<table>` (additive evolution).
-2. The batch's events (and its dead letters) are loaded into short-lived staging tables in the raw dataset
-   with a load job: newline-delimited JSON over a *resumable* upload, which both BigQuery and the
-   emulator accept (the client's multipart upload sends a `*/*` part the emulator rejects). Staging
-   tables expire after a day even if a crash skips the cleanup.
-3. One multi-statement script in one transaction: drop events already in the changelog (by `event_id`;
-   within the batch the first occurrence by partition/offset wins), append the rest to the changelog,
-   apply them to the current state with one MERGE (latest event per key by partition/offset; deletes
-   remove; a truncate clears the table and only events with a higher LSN apply; a snapshot end marker
-   deletes rows with a lower `_cdc_lsn`), insert new dead letters. Values stay in wire form until here
-   and are cast in SQL (JSON_VALUE, then CAST to NUMERIC/BIGNUMERIC, TIMESTAMP, JSON, ...). CAST, not
-   SAFE_CAST: like DuckDB, a value that does not fit fails the batch instead of landing as NULL.
+**Append, every cycle, no job.** `land_all` appends each event of every table, in wire form (the Debezium
+payload and key as text, plus LSN, tx id, topic/partition/offset), and each dead letter to one landing table,
+``_cdc_stream``, through the BigQuery **Storage Write API** default stream (gRPC ``AppendRows``; committed
+on acknowledgement, at-least-once). Only after every append of the cycle was acknowledged does it append the
+cycle's marker to ``_cdc_cycles``. No load job, no query, no DML per cycle. An event this process already
+appended in a complete cycle (same ``event_id``) is reported as a duplicate and not appended again.
+
+**Fold, on a bounded cadence, one query job.** `fold` (due every ``fold_interval_s``, or forced, e.g. at the
+end of a raw run) runs ONE multi-statement script. It reads the rows of every complete cycle not yet folded (a
+marker in ``_cdc_cycles``, no row in ``_cdc_folded``) into temp tables, then in one transaction (which first
+updates ``_cdc_fold_state``, so concurrent folds conflict and one is aborted, then retried) it, per table,
+appends the new events to
+``<table>__changelog`` (dropping events whose ``event_id`` is already there: appends may repeat after a
+crash) and applies them to ``<table>`` with one MERGE (latest event per key; deletes remove; a truncate clears
+the table and only events with a higher LSN apply; a finished snapshot removes rows with a lower LSN), dedupes
+dead letters into ``_dead_letters``, and records the folded cycles. Rows of a cycle whose marker is missing
+(the lander died mid-cycle; its Kafka offsets were not committed, so the events come again in a later cycle)
+are never folded. Every table is thus folded up to the same set of complete cycles in one transaction: the
+tables dbt reads (current state and changelog) are always a transactionally consistent cut of Postgres.
+
+Schemas: the fold needs each table's columns (logical types, primary key) to write its SQL. They are
+registered in ``_cdc_schemas`` when a process first meets a schema (an INSERT job, after an ALTER TABLE job
+when the schema adds columns to ``<table>``), and read back with ``tabledata.list`` (not a job) when folding.
+
+Values stay in wire form until the fold and are cast in SQL (JSON_VALUE, then CAST to NUMERIC/BIGNUMERIC,
+TIMESTAMP, JSON, ...). CAST, not SAFE_CAST: like DuckDB, a value that does not fit fails the fold instead of
+landing as NULL.
 
 `dagster_gcp.BigQueryResource` has no endpoint or credentials override (needed for the emulator), so this
-resource builds the `google.cloud.bigquery.Client` itself: Application Default Credentials in prod,
-anonymous credentials and `http://<emulator_host>` when `emulator_host` is set. Every API call carries a
-short request timeout and a short retry deadline, so an unreachable endpoint fails in seconds.
+resource builds the `google.cloud.bigquery.Client` (and the Storage Write API client) itself: Application
+Default Credentials in prod, anonymous credentials and `http://<emulator_host>` (gRPC on its port + 10, the
+emulator's default pair 9050/9060) when `emulator_host` is set. Every API call carries a short request timeout
+and a short retry deadline, so an unreachable endpoint fails in seconds.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
+import json
+import os
+import socket
+import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-import orjson
 from pydantic import Field, PrivateAttr
 
-from corisync_assets.cdc.envelope import SNAPSHOT_END, ChangeBatch, Column, check_identifier
+from corisync_assets.cdc.envelope import SNAPSHOT_END, ChangeBatch, Column, TableSchema, check_identifier
 from corisync_assets.environment import ConfigError, Settings
 from corisync_assets.resources.warehouse.base import DEAD_LETTERS, LandResult, Warehouse
 
@@ -125,20 +148,98 @@ DEAD_LETTER_FIELDS = (
     "source_table STRING, kafka_topic STRING, kafka_partition INT64, kafka_offset INT64, error STRING,"
     " key STRING, value STRING, landed_at TIMESTAMP REQUIRED"
 )
-STAGE_EVENT_FIELDS = (
-    "_cdc_event_id STRING, _cdc_op STRING, _cdc_lsn INT64, _cdc_txid INT64, _cdc_ts_ms INT64,"
-    " _cdc_snapshot STRING, _cdc_topic STRING, _cdc_partition INT64, _cdc_offset INT64, _cdc_key STRING,"
-    " _cdc_payload STRING"
-)
-STAGE_DEAD_FIELDS = (
-    "source_table STRING, kafka_topic STRING, kafka_partition INT64, kafka_offset INT64, error STRING,"
-    " key STRING, value STRING"
-)
 CURRENT_META_FIELDS = "_cdc_op STRING, _cdc_lsn INT64, _cdc_ts_ms INT64, _cdc_landed_at TIMESTAMP"
+
+#: the landing table: every appended event (``_cdc_error`` NULL) and dead letter (``_cdc_error`` set) of every
+#: table, in wire form, tagged with its cycle. Column order = field numbers of the Storage Write API rows.
+STREAM = "_cdc_stream"
+STREAM_FIELDS = (
+    "_cdc_cycle STRING REQUIRED, _cdc_landed_at TIMESTAMP REQUIRED, _cdc_table STRING REQUIRED,"
+    " _cdc_event_id STRING, _cdc_op STRING, _cdc_lsn INT64, _cdc_txid INT64, _cdc_ts_ms INT64,"
+    " _cdc_snapshot STRING, _cdc_topic STRING, _cdc_partition INT64, _cdc_offset INT64, _cdc_key STRING,"
+    " _cdc_payload STRING, _cdc_error STRING"
+)
+#: one row per complete cycle, appended after all of the cycle's rows were acknowledged
+CYCLES = "_cdc_cycles"
+CYCLE_FIELDS = (
+    "cycle_id STRING REQUIRED, landed_at TIMESTAMP REQUIRED, tables STRING, events INT64, dead_letters INT64,"
+    " writer STRING"
+)
+#: one row per folded cycle (written by the fold, in its transaction)
+FOLDED = "_cdc_folded"
+FOLDED_FIELDS = "cycle_id STRING REQUIRED, landed_at TIMESTAMP, fold_id STRING, folded_at TIMESTAMP REQUIRED"
+#: one row: the last fold; every fold updates it first, so concurrent folds conflict and one is aborted
+FOLD_STATE = "_cdc_fold_state"
+#: the row schemas seen per table (columns with logical types, primary key), content-addressed
+SCHEMAS = "_cdc_schemas"
+SCHEMA_FIELDS = "table_name STRING REQUIRED, schema_id STRING REQUIRED, schema STRING REQUIRED, registered_at TIMESTAMP"
+
 #: project id used with the emulator when CORISYNC_GCP_PROJECT is unset (as in dbt_project/profiles.yml)
 EMULATOR_PROJECT = "corisync-emu"
+#: the emulator serves gRPC (Storage Write API) on its REST port + 10 (its defaults: 9050 and 9060)
+EMULATOR_GRPC_OFFSET = 10
 #: current-state columns a MERGE cannot cluster on
 _UNCLUSTERABLE = ("FLOAT64", "JSON", "BYTES")
+#: AppendRows accepts requests up to 10 MB; rows are packed into requests below this
+MAX_APPEND_BYTES = 8 * 1024 * 1024
+_WRITE_SCOPE = "https://www.googleapis.com/auth/bigquery"
+
+
+# --- rows for the Storage Write API ---------------------------------------------------------------------
+
+_PROTO_TYPES = {"STRING": 9, "INT64": 3, "TIMESTAMP": 3}  # FieldDescriptorProto.Type: TIMESTAMP = int64 micros
+
+
+@cache
+def _row_type(name: str, spec: str):
+    """(DescriptorProto, message class) of a proto2 row matching a table spec (field numbers = column order)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    file = descriptor_pb2.FileDescriptorProto(name=f"corisync_{name}.proto", package="corisync", syntax="proto2")
+    message = file.message_type.add(name=name)
+    for number, item in enumerate(spec.split(","), 1):
+        column, typ, *_mode = item.split()
+        # every field optional (LABEL_OPTIONAL): REQUIRED columns accept optional fields, and a missing value
+        # is then refused by BigQuery instead of being encoded as the proto2 default
+        message.field.add(name=column, number=number, type=_PROTO_TYPES[typ], label=1)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message, message_factory.GetMessageClass(pool.FindMessageTypeByName(f"corisync.{name}"))
+
+
+def _micros(t: datetime) -> int:
+    return int(t.timestamp()) * 1_000_000 + t.microsecond
+
+
+def schema_to_json(schema: TableSchema) -> str:
+    return json.dumps({"columns": [{"name": c.name, "type": c.logical_type, "precision": c.precision,
+                                    "scale": c.scale, "source_type": c.source_type} for c in schema.columns],
+                       "primary_key": list(schema.primary_key)}, sort_keys=True, separators=(",", ":"))
+
+
+def schema_from_json(text: str) -> TableSchema:
+    data = json.loads(text)
+    return TableSchema(tuple(Column(c["name"], c["type"], c["precision"], c["scale"], c["source_type"])
+                             for c in data["columns"]), tuple(data["primary_key"]))
+
+
+def schema_id(schema: TableSchema) -> str:
+    return hashlib.sha256(schema_to_json(schema).encode()).hexdigest()[:16]
+
+
+def union_schema(schemas: Sequence[TableSchema]) -> TableSchema:
+    """Every column ever seen, newest definition first (as the decoder merges a schema change mid-batch);
+    the primary key of the newest schema."""
+    merged = schemas[0]
+    for newer in schemas[1:]:
+        names = {c.name for c in newer.columns}
+        merged = TableSchema(newer.columns + tuple(c for c in merged.columns if c.name not in names),
+                             newer.primary_key)
+    return merged
+
+
+class AppendError(RuntimeError):
+    """The Storage Write API refused an append (the cycle is incomplete; nothing of it will be folded)."""
 
 
 class BigQueryWarehouse(Warehouse):
@@ -150,11 +251,36 @@ class BigQueryWarehouse(Warehouse):
     emulator_host: str | None = Field(
         default=None, description="host:port of a BigQuery emulator (BIGQUERY_EMULATOR_HOST); None: BigQuery"
     )
-    request_timeout_s: float = Field(default=30.0, description="timeout of one HTTP request to the API")
+    emulator_grpc_host: str | None = Field(
+        default=None, description="host:port of the emulator's gRPC API (default: emulator_host's port + 10)"
+    )
+    request_timeout_s: float = Field(default=30.0, description="timeout of one API request (REST or AppendRows)")
     retry_deadline_s: float = Field(default=10.0, description="how long transient API errors are retried")
-    job_timeout_s: float = Field(default=600.0, description="how long to wait for a load or script job")
+    job_timeout_s: float = Field(default=600.0, description="how long to wait for a query job (fold, DDL)")
+    fold_interval_s: float = Field(
+        default=300.0, ge=0,
+        description="fold() folds at most this often unless forced; each fold is one query job with one INSERT"
+        " and one MERGE per table, billed ~1 GB + the current-state tables (docs/bigquery_landing.md)",
+    )
+    fold_grace_s: float = Field(
+        default=3600.0, gt=0,
+        description="cycles landed up to this long before the last fold are still looked at (a cycle whose"
+        " marker became visible after a fold that started later than its landing)",
+    )
+    stream_retention_days: int = Field(
+        default=7, ge=1, description="partition expiration of the landing tables (_cdc_stream, _cdc_cycles, ...)"
+    )
+    dedupe_memory: int = Field(
+        default=200_000, ge=0, description="event ids of recent complete cycles kept to skip re-appends"
+    )
 
     _client: Any = PrivateAttr(default=None)
+    _write_client: Any = PrivateAttr(default=None)
+    _ready: bool = PrivateAttr(default=False)
+    _registered: dict = PrivateAttr(default_factory=dict)  # table -> set of schema ids in _cdc_schemas
+    _recent: Any = PrivateAttr(default_factory=OrderedDict)  # event ids / dead-letter keys of complete cycles
+    _last_fold: float | None = PrivateAttr(default=None)  # time.monotonic() of this process's last fold
+    _unfolded: bool = PrivateAttr(default=False)  # this process completed a cycle since its last fold
 
     @classmethod
     def from_settings(cls, s: Settings) -> BigQueryWarehouse:
@@ -170,7 +296,7 @@ class BigQueryWarehouse(Warehouse):
     def kind(self) -> str:
         return "bigquery"
 
-    # --- client ---------------------------------------------------------------------------------------
+    # --- clients --------------------------------------------------------------------------------------
 
     def client(self):
         """The google.cloud.bigquery.Client (built once per resource instance)."""
@@ -196,10 +322,44 @@ class BigQueryWarehouse(Warehouse):
             with BigQueryResource(project=project, location=self.location).get_client() as client:
                 return client
         except DefaultCredentialsError as exc:
-            raise ConfigError(
-                "BigQuery needs credentials: set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file "
-                f"(or run with a VM/workload identity), or BIGQUERY_EMULATOR_HOST for the emulator ({exc})"
-            ) from None
+            raise _credentials_error(exc) from None
+
+    def write_client(self):
+        """The Storage Write API client (google.cloud.bigquery_storage_v1.BigQueryWriteClient)."""
+        if self._write_client is None:
+            self._write_client = self._make_write_client()
+        return self._write_client
+
+    def _make_write_client(self):
+        from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
+
+        if self.emulator_host:
+            import grpc
+            from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (
+                BigQueryWriteGrpcTransport,
+            )
+
+            channel = grpc.insecure_channel(self.grpc_host)
+            return BigQueryWriteClient(transport=BigQueryWriteGrpcTransport(channel=channel))
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            credentials, _ = google.auth.default(scopes=[_WRITE_SCOPE])
+        except DefaultCredentialsError as exc:
+            raise _credentials_error(exc) from None
+        return BigQueryWriteClient(credentials=credentials)
+
+    @property
+    def grpc_host(self) -> str:
+        """Where the emulator's Storage Write API listens (only meaningful with an emulator)."""
+        if self.emulator_grpc_host:
+            return self.emulator_grpc_host
+        host = (self.emulator_host or "").split("://")[-1]
+        name, _, port = host.rpartition(":")
+        if not port.isdigit():
+            raise ConfigError(f"BIGQUERY_EMULATOR_HOST {self.emulator_host!r} is not host:port")
+        return f"{name}:{int(port) + EMULATOR_GRPC_OFFSET}"
 
     @property
     def _retry(self):
@@ -214,9 +374,16 @@ class BigQueryWarehouse(Warehouse):
         return q(_check_project(self.project), check_identifier(self.dataset, "dataset"),
                  check_identifier(table, "table"))
 
-    def _query(self, sql: str):
+    def _query(self, sql: str, params: dict[str, str] | None = None):
         """Run a query or script and wait for it; returns the rows of its last statement."""
-        job = self.client().query(sql, retry=self._retry, timeout=self.request_timeout_s, job_retry=None)
+        from google.cloud import bigquery
+
+        config = None
+        if params:
+            config = bigquery.QueryJobConfig(query_parameters=[
+                bigquery.ScalarQueryParameter(k, "STRING", v) for k, v in params.items()])
+        job = self.client().query(sql, job_config=config, retry=self._retry, timeout=self.request_timeout_s,
+                                  job_retry=None)
         return list(job.result(timeout=self.job_timeout_s, retry=self._retry))
 
     # --- datasets and tables ----------------------------------------------------------------------------
@@ -249,16 +416,80 @@ class BigQueryWarehouse(Warehouse):
         except NotFound:
             return None
 
-    def _create_table(self, table: str, fields: list, clustering: list[str] | None = None):
+    def _create_table(self, table: str, fields: list, clustering: list[str] | None = None,
+                      partition: tuple[str, str] | None = None):
+        """Create a table if missing; ``partition`` = (granularity, column): time-partitioned with the
+        landing tables' expiration."""
         from google.cloud import bigquery
 
         t = bigquery.Table(self._ref(table), schema=fields)
         if clustering:
             t.clustering_fields = clustering
+        if partition:
+            t.time_partitioning = bigquery.TimePartitioning(
+                type_=partition[0], field=partition[1], expiration_ms=self.stream_retention_days * 86_400_000)
         return self.client().create_table(t, exists_ok=True, retry=self._retry, timeout=self.request_timeout_s)
 
-    def _ensure_tables(self, batch: ChangeBatch, current: str, changelog: str) -> None:
-        schema = batch.schema
+    def _setup(self) -> None:
+        """Once per process: the dataset exists; the landing, bookkeeping and dead-letter tables exist;
+        the registered schemas are known. A few REST calls; a job only when creating _cdc_fold_state."""
+        if self._ready:
+            return
+        self._check_dataset()
+        specs = {
+            DEAD_LETTERS: (DEAD_LETTER_FIELDS, None),
+            STREAM: (STREAM_FIELDS, ("HOUR", "_cdc_landed_at")),
+            CYCLES: (CYCLE_FIELDS, ("DAY", "landed_at")),
+            FOLDED: (FOLDED_FIELDS, ("DAY", "folded_at")),
+            SCHEMAS: (SCHEMA_FIELDS, None),
+        }
+        for table, (fields, partition) in specs.items():
+            if self._get_table(table) is None:
+                self._create_table(table, _fields(fields), partition=partition)
+        if self._get_table(FOLD_STATE) is None:
+            self._query(f"CREATE TABLE IF NOT EXISTS {self._sql_ref(FOLD_STATE)} AS SELECT 1 AS id, "
+                        "CAST(NULL AS STRING) AS fold_id, CAST(NULL AS TIMESTAMP) AS folded_at")
+        self._registered = {}
+        for table, sid, _schema in self._read_schemas():
+            self._registered.setdefault(table, set()).add(sid)
+        self._ready = True
+
+    def _read_schemas(self) -> list[tuple[str, str, str]]:
+        """(table, schema id, schema JSON) registered, oldest first (tabledata.list: no job)."""
+        rows = self.client().list_rows(self._ref(SCHEMAS), retry=self._retry, timeout=self.request_timeout_s)
+        found = sorted(((r["registered_at"], r["table_name"], r["schema_id"], r["schema"]) for r in rows),
+                       key=lambda r: (r[0] or datetime.min.replace(tzinfo=UTC), r[2]))
+        return [(t, sid, schema) for _at, t, sid, schema in found]
+
+    def _register(self, table: str, schema: TableSchema) -> None:
+        """First sight of this schema in this process: make sure `<table>` and `<table>__changelog` exist with
+        its columns, and record it in _cdc_schemas (one job, only when something is missing)."""
+        sid = schema_id(schema)
+        if sid in self._registered.get(table, set()):
+            return
+        current, changelog = self.table_names(table)
+        added = self._ensure_tables(schema, current, changelog)
+        if added:  # DDL, not a schema patch: the emulator applies ALTER TABLE to the data, a patch only to its catalog
+            by_name = {c.name: c for c in schema.columns}
+            self._query("\n".join(f"ALTER TABLE {self._sql_ref(current)} ADD COLUMN IF NOT EXISTS `{f.name}` "
+                                  f"{bq_type(by_name[f.name])};" for f in added))
+        self._query(
+            f"INSERT INTO {self._sql_ref(SCHEMAS)} (table_name, schema_id, schema, registered_at)\n"
+            f"SELECT @table_name, @schema_id, @schema, CURRENT_TIMESTAMP() FROM (SELECT 1)\n"
+            f"WHERE NOT EXISTS (SELECT 1 FROM {self._sql_ref(SCHEMAS)} WHERE table_name = @table_name"
+            f" AND schema_id = @schema_id)",
+            {"table_name": table, "schema_id": sid, "schema": schema_to_json(schema)})
+        if added:
+            t = self._get_table(current)
+            stale = [f for f in added if f.name not in {x.name for x in t.schema}]
+            if stale:  # emulator only: its catalog missed the ALTER; BigQuery's table already lists the columns
+                t.schema = [*t.schema, *stale]
+                self.client().update_table(t, ["schema"], retry=self._retry, timeout=self.request_timeout_s)
+        self._registered.setdefault(table, set()).add(sid)
+
+    def _ensure_tables(self, schema: TableSchema, current: str, changelog: str) -> list:
+        """Create the changelog and current-state tables if missing; returns the source columns the current
+        state lacks (additive evolution: the caller adds them, each a new NULLABLE column)."""
         if self._get_table(changelog) is None:
             self._create_table(changelog, _fields(CHANGELOG_FIELDS), ["source_lsn"])
         cols = [schema_field(c) for c in schema.columns]
@@ -270,115 +501,293 @@ class BigQueryWarehouse(Warehouse):
                 bq_type(by_name[k]) not in _UNCLUSTERABLE for k in pk) else None
             table = self._create_table(current, [*cols, *_fields(CURRENT_META_FIELDS)], cluster)
         existing = {f.name for f in table.schema}
-        added = [f for f in cols if f.name not in existing]
-        if not added:
-            return
-        # additive schema evolution: a new source column becomes a new (NULLABLE) column. DDL, not a schema
-        # patch: the emulator applies ALTER TABLE to the data but only a patch to its catalog, BigQuery both.
-        by_name = {c.name: c for c in schema.columns}
-        for f in added:
-            self._query(f"ALTER TABLE {self._sql_ref(current)} ADD COLUMN IF NOT EXISTS `{f.name}` "
-                        f"{bq_type(by_name[f.name])}")
-        table = self._get_table(current)
-        stale = [f for f in added if f.name not in {x.name for x in table.schema}]
-        if stale:  # emulator only: its catalog missed the ALTER; BigQuery's table already lists the columns
-            table.schema = [*table.schema, *stale]
-            self.client().update_table(table, ["schema"], retry=self._retry, timeout=self.request_timeout_s)
-
-    def _stage(self, name: str, fields: str, rows: list[dict]) -> str:
-        """Load rows into a new staging table (NDJSON, resumable upload); returns its name."""
-        from google.cloud import bigquery
-
-        table = f"_stg_{name}_{uuid.uuid4().hex[:12]}"
-        t = bigquery.Table(self._ref(table), schema=_fields(fields))
-        t.expires = datetime.now(UTC) + timedelta(days=1)
-        self.client().create_table(t, retry=self._retry, timeout=self.request_timeout_s)
-        data = b"".join(orjson.dumps(r) + b"\n" for r in rows)
-        config = bigquery.LoadJobConfig(schema=_fields(fields), source_format="NEWLINE_DELIMITED_JSON",
-                                        write_disposition="WRITE_APPEND")
-        # size=None makes the client use a resumable upload (multipart sends a part the emulator rejects)
-        job = self.client().load_table_from_file(io.BytesIO(data), self._ref(table), job_config=config,
-                                                 num_retries=2, timeout=self.request_timeout_s)
-        job.result(timeout=self.job_timeout_s, retry=self._retry)
-        return table
-
-    def _drop(self, table: str) -> None:
-        self.client().delete_table(self._ref(table), not_found_ok=True, retry=self._retry,
-                                   timeout=self.request_timeout_s)
+        return [f for f in cols if f.name not in existing]
 
     # --- the interface ----------------------------------------------------------------------------------
 
     def row_count(self, table: str) -> int:
         return self._query(f"SELECT COUNT(*) AS n FROM {self._sql_ref(table)}")[0][0]
 
-    def land(self, batch: ChangeBatch) -> LandResult:
-        current, changelog = self.table_names(batch.table)
-        if len(batch) and batch.schema is None:  # only truncates so far: the table's columns are unknown
-            raise ValueError(f"no row schema seen yet for table {batch.table!r}; cannot land a bare truncate")
-        self._check_dataset()
-        if self._get_table(DEAD_LETTERS) is None:
-            self._create_table(DEAD_LETTERS, _fields(DEAD_LETTER_FIELDS))
-        if len(batch):
-            self._ensure_tables(batch, current, changelog)
-        staged: list[str] = []
-        try:
-            events = dead = None
+    def existing_relations(self, relations: Sequence[tuple[str, str]]) -> set[tuple[str, str]] | None:
+        """Tables and views among (dataset, name), from tables.list (REST, no job)."""
+        from google.api_core.exceptions import NotFound
+
+        found: set[tuple[str, str]] = set()
+        for dataset in sorted({r[0] for r in relations}):
+            try:
+                names = {t.table_id for t in self.client().list_tables(
+                    f"{_check_project(self.project)}.{check_identifier(dataset, 'dataset')}",
+                    retry=self._retry, timeout=self.request_timeout_s)}
+            except NotFound:
+                continue
+            found |= {(dataset, name) for ds, name in relations if ds == dataset and name in names}
+        return found
+
+    def land_all(self, batches: Sequence[ChangeBatch]) -> list[LandResult]:
+        """Append every batch's new events and dead letters to _cdc_stream, then the cycle's marker to
+        _cdc_cycles (Storage Write API; no job). Current state and changelog follow at the next fold."""
+        batches = list(batches)
+        for batch in batches:
+            check_identifier(batch.table, "table")
+            if len(batch) and batch.schema is None:  # only truncates so far: the table's columns are unknown
+                raise ValueError(f"no row schema seen yet for table {batch.table!r}; cannot land a bare truncate")
+            if len(batch) and batch.table.startswith("_cdc_"):
+                raise ValueError(f"table name {batch.table!r} uses the reserved prefix _cdc_")
+        if not any(len(b) or b.dead_letters for b in batches):
+            return [LandResult(0, 0, 0) for _ in batches]
+        self._setup()
+        landed_at = datetime.now(UTC)
+        cycle = f"{landed_at:%Y%m%dT%H%M%S.%f}Z-{uuid.uuid4().hex[:8]}"
+        stamp = {"_cdc_cycle": cycle, "_cdc_landed_at": _micros(landed_at)}
+        _descriptor, row_class = _row_type("StreamRow", STREAM_FIELDS)
+        rows: list[bytes] = []
+        seen: list[Any] = []
+        results = []
+        for batch in batches:
             if len(batch):
-                events = self._stage(batch.table, STAGE_EVENT_FIELDS, batch.to_arrow().to_pylist())
-                staged.append(events)
-            if batch.dead_letters:
-                dead = self._stage(DEAD_LETTERS.lstrip("_"), STAGE_DEAD_FIELDS, [
-                    {"source_table": batch.table, "kafka_topic": d.topic, "kafka_partition": d.partition,
-                     "kafka_offset": d.offset, "error": d.error,
-                     "key": d.key.decode("utf-8", "replace") if d.key else None,
-                     "value": d.value.decode("utf-8", "replace") if d.value is not None else None}
-                    for d in batch.dead_letters])
-                staged.append(dead)
-            if not staged:
-                return LandResult(0, 0, 0)
-            row = self._query(self.landing_script(batch, events, dead))[0]
-            new_events, new_dead = int(row[0]), int(row[1])
-        finally:
-            for table in staged:
-                self._drop(table)
-        return LandResult(new_events, len(batch) - new_events, new_dead)
+                self._register(batch.table, batch.schema)
+            new_events, keys = self._new_events(batch)
+            seen += keys
+            rows += [row_class(**stamp, _cdc_table=batch.table, **e).SerializeToString() for e in new_events]
+            new_dead, keys = self._new_dead_letters(batch)
+            seen += keys
+            rows += [row_class(**stamp, _cdc_table=batch.table, **d).SerializeToString() for d in new_dead]
+            results.append(LandResult(len(new_events), len(batch) - len(new_events), len(new_dead)))
+        if rows:
+            self._append(STREAM, "StreamRow", STREAM_FIELDS, rows)
+            marker = _row_type("CycleRow", CYCLE_FIELDS)[1](
+                cycle_id=cycle, landed_at=stamp["_cdc_landed_at"],
+                tables=",".join(sorted({b.table for b, r in zip(batches, results, strict=True)
+                                        if r.new_events or r.dead_letters})),
+                events=sum(r.new_events for r in results), dead_letters=sum(r.dead_letters for r in results),
+                writer=f"{socket.gethostname()}:{os.getpid()}")
+            self._append(CYCLES, "CycleRow", CYCLE_FIELDS, [marker.SerializeToString()])
+            self._remember(seen)
+            self._unfolded = True
+        return results
 
-    # --- the script -------------------------------------------------------------------------------------
+    def _new_events(self, batch: ChangeBatch) -> tuple[list[dict], list[tuple]]:
+        """The batch's events not appended before by this process (first occurrence by partition/offset
+        within the batch), as stream-row fields; and their keys for the memory of recent cycles."""
+        first: dict[str, tuple] = {}
+        for row in batch.rows:  # META_COLUMNS order
+            eid = row[0]
+            if (batch.table, eid) in self._recent:  # event ids are unique per table (snapshots share LSNs)
+                continue
+            prev = first.get(eid)
+            if prev is None or (row[7], row[8]) < (prev[7], prev[8]):
+                first[eid] = row
+        out = []
+        for eid, op, lsn, txid, ts_ms, snapshot, topic, partition, offset, key, payload in first.values():
+            fields = {"_cdc_event_id": eid, "_cdc_op": op, "_cdc_lsn": lsn, "_cdc_txid": txid, "_cdc_ts_ms": ts_ms,
+                      "_cdc_snapshot": snapshot, "_cdc_topic": topic, "_cdc_partition": partition,
+                      "_cdc_offset": offset, "_cdc_key": key,
+                      "_cdc_payload": payload.decode() if isinstance(payload, bytes) else payload}
+            out.append({k: v for k, v in fields.items() if v is not None})
+        return out, [(batch.table, eid) for eid in first]
 
-    def landing_script(self, batch: ChangeBatch, events: str | None, dead: str | None) -> str:
-        """The one transaction landing a staged batch; its last statement selects (new events, new dead)."""
-        current, changelog = self.table_names(batch.table)
-        cur, log, dlq = self._sql_ref(current), self._sql_ref(changelog), self._sql_ref(DEAD_LETTERS)
-        # GoogleSQL wants every DECLARE at the top of the script
-        parts = ["DECLARE new_events INT64 DEFAULT 0;", "DECLARE new_dead INT64 DEFAULT 0;",
-                 "DECLARE truncate_lsn INT64;", "DECLARE snapshot_end INT64;", "BEGIN TRANSACTION;"]
-        if dead is not None:
-            stg = self._sql_ref(dead)
-            # the same message (topic, partition, offset and bytes) dead-lettered twice is one row
-            parts.append(f"""
-CREATE OR REPLACE TEMP TABLE _dl_new AS
-SELECT d.* FROM {stg} d
-WHERE NOT EXISTS (
-    SELECT 1 FROM {dlq} x
-    WHERE x.kafka_topic = d.kafka_topic AND x.kafka_partition = d.kafka_partition
-      AND x.kafka_offset = d.kafka_offset
-      AND (x.value = d.value OR (x.value IS NULL AND d.value IS NULL)));
-SET new_dead = (SELECT COUNT(*) FROM _dl_new);
-INSERT INTO {dlq} (source_table, kafka_topic, kafka_partition, kafka_offset, error, key, value, landed_at)
-SELECT source_table, kafka_topic, kafka_partition, kafka_offset, error, key, value, CURRENT_TIMESTAMP()
-FROM _dl_new;""")
-        if events is not None:
-            parts.append(self._events_sql(batch, self._sql_ref(events), cur, log))
-        parts.append("COMMIT TRANSACTION;")
+    def _new_dead_letters(self, batch: ChangeBatch) -> tuple[list[dict], list[tuple]]:
+        """The batch's dead letters not appended before by this process (same message: same topic, partition,
+        offset and bytes), as stream-row fields; and their keys for the memory of recent cycles."""
+        out, keys = [], {}
+        for d in batch.dead_letters:
+            key = ("dead", d.topic, d.partition, d.offset, hashlib.sha256(d.value or b"").hexdigest(), d.value is None)
+            if key in self._recent or key in keys:
+                continue
+            keys[key] = None
+            fields = {"_cdc_topic": d.topic, "_cdc_partition": d.partition, "_cdc_offset": d.offset,
+                      "_cdc_error": d.error, "_cdc_key": d.key.decode("utf-8", "replace") if d.key else None,
+                      "_cdc_payload": d.value.decode("utf-8", "replace") if d.value is not None else None}
+            out.append({k: v for k, v in fields.items() if v is not None})
+        return out, list(keys)
+
+    def _remember(self, keys: list) -> None:
+        if not self.dedupe_memory:
+            return
+        recent = self._recent
+        for key in keys:
+            recent[key] = None
+        while len(recent) > self.dedupe_memory:
+            recent.popitem(last=False)
+
+    def _append(self, table: str, row_type: str, spec: str, rows: list[bytes]) -> None:
+        """Append serialized rows to the table's default stream: one AppendRows call (one connection), as
+        few requests (< 10 MB each) as possible; raises unless every request was acknowledged."""
+        from google.cloud.bigquery_storage_v1 import types
+
+        stream = (f"projects/{_check_project(self.project)}/datasets/{check_identifier(self.dataset, 'dataset')}"
+                  f"/tables/{check_identifier(table, 'table')}/streams/_default")
+        descriptor = _row_type(row_type, spec)[0]
+        chunks: list[list[bytes]] = [[]]
+        size = 0
+        for row in rows:
+            if chunks[-1] and size + len(row) > MAX_APPEND_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(row)
+            size += len(row) + 8
+        requests = []
+        for i, chunk in enumerate(chunks):
+            data = types.AppendRowsRequest.ProtoData(rows=types.ProtoRows(serialized_rows=chunk))
+            if i == 0:  # the writer schema once per connection; the stream name on every request
+                data.writer_schema = types.ProtoSchema(proto_descriptor=descriptor)
+            requests.append(types.AppendRowsRequest(write_stream=stream, proto_rows=data))
+        responses = self.write_client().append_rows(
+            requests=iter(requests), timeout=self.request_timeout_s,
+            # routing header: lets the service pick the table's region (the client cannot read it off a stream)
+            metadata=(("x-goog-request-params", f"write_stream={stream}"),))
+        acknowledged = 0
+        for response in responses:
+            if response.error.code or response.row_errors:
+                errors = "; ".join(f"row {e.index}: {e.message}" for e in response.row_errors)
+                raise AppendError(f"AppendRows to {table} failed: {response.error.message or errors}")
+            acknowledged += 1
+        if acknowledged != len(requests):
+            raise AppendError(f"AppendRows to {table}: {acknowledged} of {len(requests)} request(s) acknowledged")
+
+    # --- fold -------------------------------------------------------------------------------------------
+
+    @property
+    def defers_current_state(self) -> bool:
+        return True
+
+    def fold(self, force: bool = False) -> dict | None:
+        """Fold every complete, unfolded cycle into changelog and current state (one query job, one
+        transaction); without ``force`` only when due: at the first call of a process (cycles an earlier
+        process left), then every ``fold_interval_s`` if this process landed anything since its last fold.
+        Returns what was folded, or None when not due or nothing was waiting."""
+        now = time.monotonic()
+        if not force and self._last_fold is not None and (
+                not self._unfolded or now - self._last_fold < self.fold_interval_s):
+            return None
+        # also when the fold fails: an unforced one is retried after fold_interval_s, not at every cycle
+        self._last_fold, unfolded, self._unfolded = now, self._unfolded, False
+        started = time.monotonic()
+        try:
+            self._setup()
+            try:
+                result = self._fold_once()
+            except Exception as exc:
+                if "concurrent update" not in str(exc).lower():
+                    raise
+                # another process folded the same cycles at the same time and won: fold what is left
+                result = self._fold_once()
+        except BaseException:
+            self._unfolded = unfolded
+            raise
+        if result is not None:
+            result["seconds"] = round(time.monotonic() - started, 3)
+        return result
+
+    def _fold_once(self) -> dict | None:
+        by_table: dict[str, list[TableSchema]] = {}
+        for table, _sid, schema in self._read_schemas():
+            by_table.setdefault(table, []).append(schema_from_json(schema))
+        tables = {table: union_schema(schemas) for table, schemas in sorted(by_table.items())}
+        fold_id = uuid.uuid4().hex
+        row = self._query(self.fold_script(tables, fold_id))[0]
+        cycles, first, last, new_dead, *counts = row.values()
+        if not cycles:
+            return None
+        return {"fold_id": fold_id, "cycles": int(cycles), "first_cycle_at": first.isoformat(),
+                "last_cycle_at": last.isoformat(), "dead_letters": int(new_dead or 0),
+                "new_events": {t: int(n) for t, n in zip(tables, counts, strict=True) if n}}
+
+    def fold_script(self, tables: dict[str, TableSchema], fold_id: str) -> str:
+        """The fold: one script, one transaction; its last statement selects (cycles, first and last cycle
+        time, new dead letters, new events per table in ``tables`` order)."""
+        if not fold_id.isalnum():
+            raise ValueError(f"fold id {fold_id!r} must be alphanumeric")
+        stream, cycles, folded, state = (self._sql_ref(t) for t in (STREAM, CYCLES, FOLDED, FOLD_STATE))
+        counters = [f"n_{i}" for i in range(len(tables))]
+        parts = [
+            "DECLARE horizon TIMESTAMP;", "DECLARE cycles INT64 DEFAULT 0;", "DECLARE lo TIMESTAMP;",
+            "DECLARE hi TIMESTAMP;", "DECLARE new_events INT64 DEFAULT 0;", "DECLARE new_dead INT64 DEFAULT 0;",
+            "DECLARE truncate_lsn INT64;", "DECLARE snapshot_end INT64;",
+            *[f"DECLARE {n} INT64 DEFAULT 0;" for n in counters],
+            # What to fold, read before the transaction: the landing tables are written by the Storage Write
+            # API, and a transaction need not read them (its snapshot holds only the temp tables made here).
+            f"SET horizon = (SELECT TIMESTAMP_SUB(COALESCE(MAX(folded_at), TIMESTAMP '1970-01-02 00:00:00+00'),"
+            f" INTERVAL {int(self.fold_grace_s)} SECOND) FROM {state});",
+            f"""CREATE OR REPLACE TEMP TABLE _fold_cycles AS
+SELECT DISTINCT c.cycle_id, c.landed_at FROM {cycles} c
+WHERE c.landed_at >= horizon
+  AND NOT EXISTS (SELECT 1 FROM {folded} f WHERE f.folded_at >= horizon AND f.cycle_id = c.cycle_id);""",
+            "SET cycles = (SELECT COUNT(*) FROM _fold_cycles);",
+            "SET lo = (SELECT MIN(landed_at) FROM _fold_cycles);",
+            "SET hi = (SELECT MAX(landed_at) FROM _fold_cycles);",
+            "IF cycles > 0 THEN",
+            # the landing partitions of those cycles only (lo/hi are constants for partition pruning)
+            f"""CREATE OR REPLACE TEMP TABLE _fold_rows AS
+SELECT s.* FROM {stream} s
+WHERE s._cdc_landed_at BETWEEN lo AND hi AND s._cdc_cycle IN (SELECT cycle_id FROM _fold_cycles);""",
+            "END IF;",
+            "BEGIN TRANSACTION;",
+            # first: conflicts with any concurrent fold, so at most one of them commits
+            f"UPDATE {state} SET fold_id = '{fold_id}', folded_at = CURRENT_TIMESTAMP() WHERE TRUE;",
+            "IF cycles > 0 THEN",
+            # cycles a fold committed since they were read above are not folded again
+            f"DELETE FROM _fold_cycles WHERE cycle_id IN (SELECT cycle_id FROM {folded} WHERE folded_at >= horizon);",
+            "SET cycles = (SELECT COUNT(*) FROM _fold_cycles);",
+            "SET lo = (SELECT MIN(landed_at) FROM _fold_cycles);",
+            "SET hi = (SELECT MAX(landed_at) FROM _fold_cycles);",
+            "DELETE FROM _fold_rows WHERE _cdc_cycle NOT IN (SELECT cycle_id FROM _fold_cycles);",
+            "END IF;",
+            "IF cycles > 0 THEN",
+        ]
+        for i, ((table, schema), counter) in enumerate(zip(tables.items(), counters, strict=True)):
+            current, changelog = self.table_names(table)
+            parts += [
+                f"IF EXISTS (SELECT 1 FROM _fold_rows WHERE _cdc_table = '{table}' AND _cdc_error IS NULL) THEN",
+                f"CREATE OR REPLACE TEMP TABLE _stg_{i} AS SELECT * FROM _fold_rows"
+                f" WHERE _cdc_table = '{table}' AND _cdc_error IS NULL;",
+                self.events_sql(schema, f"_stg_{i}", self._sql_ref(current), self._sql_ref(changelog), f"_{i}"),
+                f"SET {counter} = new_events;",
+                "END IF;",
+            ]
+        parts += [self._dead_letters_sql(self._sql_ref(DEAD_LETTERS)),
+                  f"INSERT INTO {folded} (cycle_id, landed_at, fold_id, folded_at)\n"
+                  f"SELECT cycle_id, landed_at, '{fold_id}', CURRENT_TIMESTAMP() FROM _fold_cycles;",
+                  "END IF;",
+                  "COMMIT TRANSACTION;"]
         # BigQuery drops a script's temp tables when it ends; the emulator keeps them in the dataset
-        temps = (["_dl_new"] if dead is not None else []) + (["_new", "_latest"] if events is not None else [])
+        temps = ["_fold_cycles", "_fold_rows", "_dl_new",
+                 *[f"{t}_{i}" for i in range(len(tables)) for t in ("_stg", "_new", "_latest")]]
         parts += [f"DROP TABLE IF EXISTS {t};" for t in temps]
-        parts.append("SELECT new_events, new_dead;")
+        parts.append(f"SELECT cycles, lo, hi, new_dead{''.join(', ' + n for n in counters)};")
         return "\n".join(parts)
 
     @staticmethod
-    def _events_sql(batch: ChangeBatch, stg: str, cur: str, log: str) -> str:
-        schema = batch.schema
+    def _dead_letters_sql(dlq: str) -> str:
+        # the same message (topic, partition, offset and bytes) dead-lettered twice is one row
+        return f"""IF EXISTS (SELECT 1 FROM _fold_rows WHERE _cdc_error IS NOT NULL) THEN
+CREATE OR REPLACE TEMP TABLE _dl_new AS
+SELECT d._cdc_table AS source_table, d._cdc_topic AS kafka_topic, d._cdc_partition AS kafka_partition,
+       d._cdc_offset AS kafka_offset, d._cdc_error AS error, d._cdc_key AS key, d._cdc_payload AS value
+FROM _fold_rows d
+WHERE d._cdc_error IS NOT NULL
+  AND NOT EXISTS (
+    SELECT 1 FROM {dlq} x
+    WHERE x.kafka_topic = d._cdc_topic AND x.kafka_partition = d._cdc_partition
+      AND x.kafka_offset = d._cdc_offset
+      AND (x.value = d._cdc_payload OR (x.value IS NULL AND d._cdc_payload IS NULL)))
+QUALIFY ROW_NUMBER() OVER (PARTITION BY d._cdc_topic, d._cdc_partition, d._cdc_offset, d._cdc_payload
+                           ORDER BY d._cdc_landed_at, d._cdc_cycle) = 1;
+SET new_dead = (SELECT COUNT(*) FROM _dl_new);
+IF new_dead > 0 THEN
+INSERT INTO {dlq} (source_table, kafka_topic, kafka_partition, kafka_offset, error, key, value, landed_at)
+SELECT source_table, kafka_topic, kafka_partition, kafka_offset, error, key, value, CURRENT_TIMESTAMP()
+FROM _dl_new;
+END IF;
+END IF;"""
+
+    @staticmethod
+    def events_sql(schema: TableSchema, stg: str, cur: str, log: str, suffix: str = "") -> str:
+        """Apply the staged events `stg` (rows of _cdc_stream, any number of cycles) to changelog and current
+        state; sets ``new_events``. Order of events: cycle (landing time), then partition/offset. Its temp tables
+        are ``_new<suffix>`` and ``_latest<suffix>`` (one pair per table, so that no temp table is created twice in
+        the fold's transaction)."""
+        new, latest = f"_new{suffix}", f"_latest{suffix}"
         by_name = {c.name: c for c in schema.columns}
 
         def raw(col: Column) -> str:  # deletes carry the primary key in the Kafka key only
@@ -394,15 +803,17 @@ FROM _dl_new;""")
         meta_sets = "_cdc_op = l._cdc_op, _cdc_lsn = l._cdc_lsn, _cdc_ts_ms = l._cdc_ts_ms, " \
                     "_cdc_landed_at = CURRENT_TIMESTAMP()"
         values = ", ".join(f"l.`{n}`" for n in names)
-        return f"""
-CREATE OR REPLACE TEMP TABLE _new AS
+        first = "_cdc_landed_at, _cdc_cycle, _cdc_partition, _cdc_offset"
+        last = "_cdc_landed_at DESC, _cdc_cycle DESC, _cdc_partition DESC, _cdc_offset DESC"
+        return f"""CREATE OR REPLACE TEMP TABLE {new} AS
 SELECT * FROM {stg} i
 WHERE NOT EXISTS (
     SELECT 1 FROM {log} c
     WHERE c.source_lsn BETWEEN (SELECT MIN(_cdc_lsn) FROM {stg}) AND (SELECT MAX(_cdc_lsn) FROM {stg})
       AND c.event_id = i._cdc_event_id)
-QUALIFY ROW_NUMBER() OVER (PARTITION BY _cdc_event_id ORDER BY _cdc_partition, _cdc_offset) = 1;
-SET new_events = (SELECT COUNT(*) FROM _new);
+QUALIFY ROW_NUMBER() OVER (PARTITION BY _cdc_event_id ORDER BY {first}) = 1;
+SET new_events = (SELECT COUNT(*) FROM {new});
+IF new_events > 0 THEN
 INSERT INTO {log} (event_id, op, key, before, after, source_lsn, source_txid, source_ts_ms, snapshot,
                    kafka_topic, kafka_partition, kafka_offset, landed_at)
 SELECT _cdc_event_id, _cdc_op, PARSE_JSON(_cdc_key),
@@ -410,17 +821,18 @@ SELECT _cdc_event_id, _cdc_op, PARSE_JSON(_cdc_key),
        PARSE_JSON(NULLIF(JSON_QUERY(_cdc_payload, '$.after'), 'null')),
        _cdc_lsn, _cdc_txid, _cdc_ts_ms, _cdc_snapshot, _cdc_topic, _cdc_partition, _cdc_offset,
        CURRENT_TIMESTAMP()
-FROM _new;
-SET truncate_lsn = (SELECT MAX(_cdc_lsn) FROM _new WHERE _cdc_op = 't');
-DELETE FROM {cur} WHERE truncate_lsn IS NOT NULL;
-CREATE OR REPLACE TEMP TABLE _latest AS
+FROM {new};
+SET truncate_lsn = (SELECT MAX(_cdc_lsn) FROM {new} WHERE _cdc_op = 't');
+IF truncate_lsn IS NOT NULL THEN
+DELETE FROM {cur} WHERE TRUE;
+END IF;
+CREATE OR REPLACE TEMP TABLE {latest} AS
 SELECT {", ".join(f"{sql_value(c, raw(c))} AS `{c.name}`" for c in schema.columns)},
        _cdc_op, _cdc_lsn, _cdc_ts_ms
-FROM _new
+FROM {new}
 WHERE _cdc_op <> 't' AND _cdc_lsn > COALESCE(truncate_lsn, -1)
-QUALIFY ROW_NUMBER() OVER (PARTITION BY {", ".join(raw(by_name[k]) for k in pk)}
-                           ORDER BY _cdc_partition DESC, _cdc_offset DESC) = 1;
-MERGE {cur} t USING _latest l ON {match}
+QUALIFY ROW_NUMBER() OVER (PARTITION BY {", ".join(raw(by_name[k]) for k in pk)} ORDER BY {last}) = 1;
+MERGE {cur} t USING {latest} l ON {match}
 WHEN MATCHED AND l._cdc_op = 'd' THEN DELETE
 WHEN MATCHED THEN UPDATE SET {sets}, {meta_sets}
 WHEN NOT MATCHED AND l._cdc_op <> 'd' THEN
@@ -428,5 +840,15 @@ WHEN NOT MATCHED AND l._cdc_op <> 'd' THEN
     VALUES ({values}, l._cdc_op, l._cdc_lsn, l._cdc_ts_ms, CURRENT_TIMESTAMP());
 -- A finished snapshot re-read every live row at its LSN: older rows were deleted while their delete
 -- event was lost (e.g. the local broker restarted before landing).
-SET snapshot_end = (SELECT MAX(_cdc_lsn) FROM _new WHERE _cdc_op = 'r' AND _cdc_snapshot IN ({ends}));
-DELETE FROM {cur} WHERE _cdc_lsn < snapshot_end;"""
+SET snapshot_end = (SELECT MAX(_cdc_lsn) FROM {new} WHERE _cdc_op = 'r' AND _cdc_snapshot IN ({ends}));
+IF snapshot_end IS NOT NULL THEN
+DELETE FROM {cur} WHERE _cdc_lsn < snapshot_end;
+END IF;
+END IF;"""
+
+
+def _credentials_error(exc: Exception) -> ConfigError:
+    return ConfigError(
+        "BigQuery needs credentials: set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file "
+        f"(or run with a VM/workload identity), or BIGQUERY_EMULATOR_HOST for the emulator ({exc})"
+    )
