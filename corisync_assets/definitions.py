@@ -8,7 +8,7 @@ from dagster import Definitions
 
 from corisync_assets.cdc.assets import build_raw_cdc_assets, postgres_source_specs
 from corisync_assets.cdc.connector_config import load_connector_config
-from corisync_assets.cdc.sensors import build_lag_sensor, raw_cdc_catch_up_job, raw_cdc_hourly_schedule
+from corisync_assets.cdc.sensors import build_lag_sensor, raw_cdc_catch_up_job
 from corisync_assets.dbt import dbt_definitions
 from corisync_assets.environment import resources, settings
 
@@ -19,7 +19,6 @@ def build_definitions() -> Definitions:
     cdc = Definitions(
         assets=[*postgres_source_specs(connector), *build_raw_cdc_assets(connector)],
         jobs=[raw_cdc_catch_up_job],
-        schedules=[raw_cdc_hourly_schedule],
         sensors=[build_lag_sensor(connector, threshold=s.lag_threshold)],
         resources=resources(s),
     )

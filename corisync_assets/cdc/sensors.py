@@ -1,26 +1,27 @@
-"""Kafka-lag sensor and the hourly catch-up schedule for the raw CDC assets.
+"""Kafka-lag sensor and the catch-up job for the raw CDC assets.
 
 The sensor reads lag through the admin API only (committed offsets vs. high watermarks), records it as an
 asset observation per table, and is the trigger of raw CDC runs. The long-lived lander
 (`corisync_assets.cdc.lander`) normally keeps lag near zero and its committed offsets moving; the sensor
 requests one run for all raw assets (they land together, in whole source transactions) when some table's
-lag is over the threshold and the group's committed offsets have not moved since the previous tick: no
+lag is over the threshold and the group's committed offsets have not moved for ``stall_s`` (60 s): no
 lander is running, or it is stuck. No run is requested while one is queued or in progress (no pile-up).
+There is no fixed-time catch-up schedule: the sensor is the safety net, and a run at a fixed minute would
+only hold back automation (dbt waits while a raw run is in progress).
 """
 
 import json
+import time
 
 from dagster import (
     AssetKey,
     AssetObservation,
     AssetSelection,
     DagsterRunStatus,
-    DefaultScheduleStatus,
     DefaultSensorStatus,
     MetadataValue,
     RunRequest,
     RunsFilter,
-    ScheduleDefinition,
     SensorEvaluationContext,
     SensorResult,
     define_asset_job,
@@ -52,7 +53,16 @@ def assets_in_flight(instance, keys: set[AssetKey]) -> set[AssetKey]:
     return busy
 
 
-def build_lag_sensor(connector: ConnectorConfig, threshold: int = 0, interval_s: int = 10):
+def stalled_since(committed: dict[str, int | None], previous: dict, now: float) -> dict[str, list]:
+    """Per partition: [committed offset, time it was first seen at that offset] (the sensor's cursor)."""
+    out = {}
+    for tp, offset in committed.items():
+        seen = previous.get(tp)
+        out[tp] = seen if isinstance(seen, list) and seen[0] == offset else [offset, now]
+    return out
+
+
+def build_lag_sensor(connector: ConnectorConfig, threshold: int = 0, interval_s: int = 10, stall_s: float = 60.0):
     tables = {
         connector.topic_for(schema, table): (raw_asset_key(schema, table), warehouse_table(schema, table))
         for schema, table in connector.tables
@@ -66,15 +76,17 @@ def build_lag_sensor(connector: ConnectorConfig, threshold: int = 0, interval_s:
         minimum_interval_seconds=interval_s,
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Requests a raw CDC run when a table's consumer lag exceeds {threshold} and the group's "
-        "committed offsets stopped moving (no lander keeping up); admin API only, never reads messages.",
+        f"committed offsets have not moved for {stall_s:.0f}s (no lander keeping up); admin API only, never reads "
+        "messages.",
     )
     def raw_cdc_lag_sensor(context: SensorEvaluationContext, kafka: KafkaResource) -> SensorResult:
         try:
             lag = kafka.lag(lag_topics)
         except BrokerUnreachable as exc:
             return SensorResult(skip_reason=str(exc))
-        committed = {f"{t}:{p}": info.committed for (t, p), info in lag.items()}
+        now = time.time()
         previous = json.loads(context.cursor) if context.cursor else {}
+        since = stalled_since({f"{t}:{p}": info.committed for (t, p), info in lag.items()}, previous, now)
         per_topic: dict[str, dict[int, int]] = {topic: {} for topic in tables}
         for (topic, partition), info in lag.items():
             if topic in per_topic:  # the transaction topic counts for progress, not as a table
@@ -96,8 +108,8 @@ def build_lag_sensor(connector: ConnectorConfig, threshold: int = 0, interval_s:
                     },
                 )
             )
-            stalled = any(committed.get(f"{topic}:{p}") == previous.get(f"{topic}:{p}", -2) or
-                          f"{topic}:{p}" not in previous for p in partitions)
+            # lag alone is normal while the lander works; lag on offsets that have not moved for stall_s is not
+            stalled = any(now - since[f"{topic}:{p}"][1] >= stall_s for p in partitions)
             if total > threshold and stalled:
                 lagging.append(name)
         if lagging and not busy:
@@ -105,7 +117,7 @@ def build_lag_sensor(connector: ConnectorConfig, threshold: int = 0, interval_s:
                                                                    "corisync/tables": ",".join(lagging)}))
         elif not lagging:
             context.log.debug("no table over the lag threshold with stalled offsets")
-        return SensorResult(run_requests=requests, asset_events=observations, cursor=json.dumps(committed))
+        return SensorResult(run_requests=requests, asset_events=observations, cursor=json.dumps(since))
 
     return raw_cdc_lag_sensor
 
@@ -115,12 +127,4 @@ raw_cdc_catch_up_job = define_asset_job(
     selection=AssetSelection.groups(RAW_GROUP),
     executor_def=in_process_executor,  # one writer at a time: DuckDB allows a single writer per file
     description="Land every captured table's pending CDC events.",
-)
-
-raw_cdc_hourly_schedule = ScheduleDefinition(
-    name="raw_cdc_hourly",
-    job=raw_cdc_catch_up_job,
-    cron_schedule="0 * * * *",
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="Safety net behind the lag sensor: catch up all raw CDC assets every hour.",
 )

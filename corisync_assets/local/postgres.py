@@ -290,7 +290,10 @@ run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
   config:
-    max_concurrent_runs: 2
+    # dbt builds, freshness-check runs and the odd raw catch-up run side by side (the lander lands outside
+    # runs; DuckDB writers queue on the warehouse's writer slot, not here)
+    max_concurrent_runs: 3
+    dequeue_interval_seconds: 2
 telemetry:
   enabled: false
 """
