@@ -6,24 +6,54 @@ UV_VERSION := 0.13.8
 PYTHON ?= python3.11
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# Bytecode is compiled at install: where Python may not write __pycache__ (PYTHONDONTWRITEBYTECODE, read-only
+# images) every process would otherwise recompile dagster and dbt from source, doubling definitions load.
+export UV_COMPILE_BYTECODE := 1
+# uv is looked up on PATH when a recipe runs, never here. A machine without uv gets it from `make uv`, which
+# installs it with $(PYTHON)'s pip (wherever pip puts scripts: the interpreter's bin, ~/.local/bin, ...) and
+# links it as .corisync/bin/uv; that directory is on PATH for every recipe and the scripts they call.
+UV_BIN_DIR := $(CURDIR)/.corisync/bin
+export PATH := $(PATH):$(UV_BIN_DIR)
 PYTEST_ARGS ?=
 
-.PHONY: dev test install system-deps test-tools lint bench stack-up stack-down stack-status clean
+.PHONY: dev test install uv venv system-deps test-tools lint bench stack-up stack-down stack-status clean
 
 ## make dev: install everything, start the local stack, seed demo data, stream changes, Dagster UI on :3000
 dev: install
-	$(UV) run corisync dev --port 3000
+	uv run corisync dev --port 3000
 
 ## make test: install everything (incl. test tools), run lint and the whole suite (fixtures start services)
 test: install test-tools
-	$(UV) run ruff check .
-	$(UV) run pytest $(PYTEST_ARGS)
+	uv run ruff check .
+	uv run pytest $(PYTEST_ARGS)
 
-install: system-deps
-	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)" \
-		|| $(PYTHON) -m pip install -q --user "uv==$(UV_VERSION)"
-	$(UV) sync --frozen --python $(PYTHON)
+install: system-deps venv
+
+# The project venv (.venv) from uv.lock, with the project itself installed.
+venv: uv
+	uv sync --frozen --python $(PYTHON)
+
+# uv itself: the one on PATH, else uv==$(UV_VERSION) for $(PYTHON): pip install, then --user, then
+# --user --break-system-packages (an externally managed Python, e.g. Debian's); without pip, ensurepip
+# first, or apt's python3-pip as a last resort.
+uv:
+	@set -e; \
+	if command -v uv >/dev/null 2>&1; then exit 0; fi; \
+	if ! $(PYTHON) -m uv --version >/dev/null 2>&1; then \
+		echo "uv: not on PATH, installing uv==$(UV_VERSION) with $(PYTHON) -m pip"; \
+		if ! $(PYTHON) -m pip --version >/dev/null 2>&1; then \
+			$(PYTHON) -m ensurepip --user >/dev/null 2>&1 \
+			|| { echo "uv: $(PYTHON) has no pip, installing python3-pip"; \
+			     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip; }; \
+		fi; \
+		$(PYTHON) -m pip install -q "uv==$(UV_VERSION)" 2>/dev/null \
+		|| $(PYTHON) -m pip install -q --user "uv==$(UV_VERSION)" 2>/dev/null \
+		|| $(PYTHON) -m pip install -q --user --break-system-packages "uv==$(UV_VERSION)"; \
+	fi; \
+	bin="$$($(PYTHON) -c 'import uv; print(uv.find_uv_bin())')"; \
+	mkdir -p "$(UV_BIN_DIR)"; \
+	ln -sfn "$$bin" "$(UV_BIN_DIR)/uv"; \
+	echo "uv: $$bin (linked as $(UV_BIN_DIR)/uv; add that directory to PATH to run uv yourself)"
 
 # Java 17 (Debezium's JVM) and PostgreSQL 15 server binaries (the project-owned cluster), from apt if missing.
 system-deps:
@@ -36,25 +66,26 @@ system-deps:
 	fi
 
 # Tools only the tests need, each isolated from the project venv: compose/terraform/checkov (deploy checks),
-# Chromium (UI screenshot), the BigQuery emulator's own venv.
+# Chromium (UI screenshot), the BigQuery emulator's own venv. They find uv on PATH (see above).
 test-tools: install
-	bash tests/deploy/install_tools.sh
+	CORISYNC_TOOLS_PYTHON=$(PYTHON) bash tests/deploy/install_tools.sh
 	bash tests/ui/install_chromium.sh
 	bash tests/bigquery/install_emulator.sh
 
-lint:
-	$(UV) run ruff check .
+lint: venv
+	uv run ruff check .
 
 bench: install
-	$(UV) run python bench/cdc_landing.py
-	$(UV) run python bench/definitions_load.py
+	uv run python bench/cdc_landing.py
+	uv run python bench/definitions_load.py
 
 stack-up: install
-	$(UV) run corisync stack up
-stack-down:
-	$(UV) run corisync stack down
-stack-status:
-	$(UV) run corisync stack status
+	uv run corisync stack up
+# Nothing to stop before the first install (no venv: nothing was ever started from this checkout).
+stack-down: uv
+	@if [ -x .venv/bin/corisync ]; then uv run corisync stack down; else echo "stack-down: no .venv, nothing to stop"; fi
+stack-status: venv
+	uv run corisync stack status
 
 clean: stack-down
 	rm -rf .corisync artifacts dbt_project/target dbt_project/logs

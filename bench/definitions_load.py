@@ -1,16 +1,23 @@
 """Definitions load time with the dbt project (cold and warm) and `dbt build` time on demo data.
 
-cold: a fresh process with no parsed dbt manifest (as on a clean checkout: `dbt parse` runs at import);
-warm: a fresh process with the manifest current. Then, on a private local stack (temp home, own ports):
-seed the demo data, land it through the raw CDC assets, and time `dbt build` (models, snapshot, tests)
-through the Dagster dbt resource.
+Loads are measured on a fresh checkout: a copy of the work tree's tracked files (uncommitted edits included, no
+dbt_project/target, so the tree in use is left alone), each load in a fresh process that imports
+`corisync_assets.definitions` from the copy and resolves every asset key.
+cold: no parsed dbt manifest (a clean checkout: `dbt parse` runs during the load);
+warm: the manifest current (the load right after a cold one).
+Each of --rounds rounds is one cold then one warm load; min / median / max are printed. "import" is the time from
+the first import to the resolved keys, "process" adds the interpreter start.
+Then (unless --load-only), on a private local stack (temp home, own ports): seed the demo data, land it through
+the raw CDC assets, and time `dbt build` (models, snapshot, tests) through the Dagster dbt resource.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,31 +28,72 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 LOAD = "import time; t = time.perf_counter(); import corisync_assets.definitions as d; " \
-       "n = len(list(d.defs.resolve_all_asset_keys())); print(f'{time.perf_counter() - t:.2f} {n}')"
+       "n = len(list(d.defs.resolve_all_asset_keys())); print(f'{time.perf_counter() - t:.3f} {n} {d.__file__}')"
 
 
-def load_once(env: dict[str, str]) -> tuple[float, int, float]:
+def fresh_checkout(dest: Path) -> Path:
+    """The tracked (and untracked, not ignored) files of the work tree, as they are now, copied to ``dest``."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    return dest
+
+
+def load_once(checkout: Path, env: dict[str, str]) -> tuple[float, int, float]:
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", LOAD], env=env, cwd=ROOT, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", LOAD], env=env, cwd=checkout, capture_output=True, text=True,
                          check=True).stdout.split()
+    assert Path(out[2]).resolve().is_relative_to(checkout.resolve()), f"loaded {out[2]}, not the checkout's"
     return float(out[0]), int(out[1]), time.perf_counter() - t0
 
 
+def summary(values: list[float]) -> str:
+    return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f} s"
+
+
+def measure_loads(rounds: int, env: dict[str, str]) -> None:
+    work = Path(tempfile.mkdtemp(prefix="corisync-bench-checkout-", dir="/tmp"))
+    try:
+        checkout = fresh_checkout(work / "corisync")
+        env = {k: v for k, v in env.items() if k != "PYTHONPATH" and not k.startswith("DAGSTER_IS_DEV")}
+        cold: list[tuple[float, int, float]] = []
+        warm: list[tuple[float, int, float]] = []
+        for _ in range(rounds):
+            shutil.rmtree(checkout / "dbt_project" / "target", ignore_errors=True)
+            cold.append(load_once(checkout, env))
+            warm.append(load_once(checkout, env))
+        keys = {n for _, n, _ in cold + warm}
+        assert len(keys) == 1, f"cold and warm loads disagree on the asset keys: {keys}"
+        print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
+              f"load average {os.getloadavg()[0]:.2f} (1 min)")
+        print(f"definitions load, {rounds} rounds, min / median / max, {keys.pop()} asset keys")
+        print(f"  cold (no manifest: dbt parse during the load): {summary([c[0] for c in cold])} import, "
+              f"{summary([c[2] for c in cold])} process")
+        print(f"  warm (manifest current):                        {summary([w[0] for w in warm])} import, "
+              f"{summary([w[2] for w in warm])} process")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="cold + warm load pairs (default 3)")
+    parser.add_argument("--load-only", action="store_true", help="only the definitions loads, no dbt build")
+    args = parser.parse_args()
+
     home = Path(tempfile.mkdtemp(prefix="corisync-bench-", dir="/tmp"))
     home.chmod(0o755)
     env = {**os.environ, "CORISYNC_HOME": str(home), "CORISYNC_PG_PORT": "55441",
            "CORISYNC_KAFKA_BOOTSTRAP": "127.0.0.1:59101"}
     for var in ("CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_PASSWORD"):
         env.pop(var, None)
-    target = ROOT / "dbt_project" / "target" / "local"
-    shutil.rmtree(target, ignore_errors=True)
-    cold = load_once(env)
-    warm = load_once(env)
-    print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")
-    print(f"definitions load, cold (dbt parse at import): {cold[0]:.2f}s import ({cold[2]:.2f}s process), "
-          f"{cold[1]} asset keys")
-    print(f"definitions load, warm (manifest current):    {warm[0]:.2f}s import ({warm[2]:.2f}s process)")
+    measure_loads(args.rounds, env)
+    if args.load_only:
+        shutil.rmtree(home, ignore_errors=True)
+        return
 
     os.environ.update({k: v for k, v in env.items() if k.startswith("CORISYNC_")})
     for var in ("CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_PASSWORD"):

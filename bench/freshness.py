@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import math
 import os
 import shutil
@@ -191,11 +192,39 @@ def marker_breakdown(path: str, committed: dict[int, float]) -> list[tuple[int, 
     return [(u, ts / 1000, landed / 1000) for u, ts, landed in rows or []]
 
 
+MART_KEY_PATH = ("marts", "dim_users")
+
+
+def failure_reason(instance, run_id: str) -> str:
+    """The first error of a failed run, else its last event messages."""
+    events = instance.all_logs(run_id)
+    for event in events:
+        data = event.dagster_event.event_specific_data if event.dagster_event else None
+        error = getattr(data, "error", None)
+        if error is not None and getattr(error, "message", None):
+            return error.message.strip().splitlines()[0][:300]
+    return " | ".join((e.message or "")[:160] for e in events[-3:])
+
+
+def lander_stalls(log: Path, start: float, end: float, gap_s: float = 3.0) -> list[float]:
+    """Gaps longer than ``gap_s`` between the lander's logged cycles in [start, end] (it waits for the writer
+    slot while a dbt build holds it); the demo stream keeps every cycle busy, so a gap is a wait."""
+    import re
+
+    stamps = []
+    for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
+        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d+) INFO corisync.lander cycle", line)
+        if m:
+            stamps.append(time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + int(m.group(2)) / 1000)
+    return [b - a for a, b in itertools.pairwise(stamps) if b - a > gap_s and b >= start and a <= end]
+
+
 def dagster_report(window_start: float, window_end: float, dagster_start: float) -> tuple[list[str], int]:
     """Lines describing the Dagster runs (since dagster dev started / in the marker window); failed count."""
-    from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+    from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
 
     lines: list[str] = []
+    mart_key = AssetKey(list(MART_KEY_PATH))
     with DagsterInstance.get() as instance:
         records = [r for r in instance.get_run_records(limit=2000) if r.create_timestamp.timestamp() >= dagster_start]
         records.sort(key=lambda r: r.create_timestamp)
@@ -234,17 +263,30 @@ def dagster_report(window_start: float, window_end: float, dagster_start: float)
                          f"max {max(took) if took else float('nan'):5.1f}s")
         for rec in failed[:5]:
             run = rec.dagster_run
-            errors = [e for e in instance.all_logs(run.run_id, of_type={DagsterEventType.STEP_FAILURE,
-                                                                         DagsterEventType.RUN_FAILURE})]
-            msg = ""
-            for event in errors:
-                data = event.dagster_event.event_specific_data if event.dagster_event else None
-                error = getattr(data, "error", None)
-                if error is not None:
-                    msg = error.message.strip().splitlines()[0][:300]
-                    break
-                msg = msg or (event.message or "")[:300]
-            lines.append(f"  FAILED {run.run_id[:8]} {kind(run)} at {rec.create_timestamp:%H:%M:%S}: {msg}")
+            lines.append(f"  FAILED {run.run_id[:8]} {kind(run)} created {rec.create_timestamp:%H:%M:%S}: "
+                         f"{failure_reason(instance, run.run_id)}")
+        automation = [r for r in records if kind(r.dagster_run) == "dbt (automation)"
+                      and window_start <= r.create_timestamp.timestamp() <= window_end]
+        with_mart = [r for r in automation if mart_key in (r.dagster_run.asset_selection or ())]
+        lines.append(f"  automation runs created in the marker window: {len(automation)}, of which "
+                     f"{len(with_mart)} selected {mart_key.to_user_string()} (an asset is left out of a tick's run "
+                     "while any of its upstream assets is in a run in progress)")
+        step_s, startup_s = [], []
+        for rec in automation:
+            starts = {e.step_key: e.timestamp for e in instance.all_logs(rec.dagster_run.run_id,
+                                                                       of_type=DagsterEventType.STEP_START)}
+            ends = {e.step_key: e.timestamp for e in instance.all_logs(
+                rec.dagster_run.run_id, of_type={DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE})}
+            for key, t0 in starts.items():
+                if key == "corisync_dbt" and key in ends:
+                    step_s.append(ends[key] - t0)
+                    if rec.start_time:
+                        startup_s.append(t0 - rec.start_time)
+        if step_s:
+            lines.append(f"  dbt step (holds the warehouse writer slot throughout): p50 "
+                         f"{statistics.median(step_s):.1f}s max {max(step_s):.1f}s; run start -> step start "
+                         f"(worker processes, definitions loads) p50 {statistics.median(startup_s):.1f}s "
+                         f"max {max(startup_s):.1f}s")
         raw_busy = [(r.start_time, r.end_time or window_end) for r in records
                     if kind(r.dagster_run) != "dbt (automation)" and r.start_time and r.dagster_run.asset_selection
                     and any(k.path[0] == "raw_cdc" for k in r.dagster_run.asset_selection)]
@@ -266,6 +308,7 @@ def main() -> int:
                         help="max seconds until automation has built the marts once (default 600)")
     parser.add_argument("--keep", action="store_true", help="keep the temp CORISYNC_HOME")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress and results in order, also when redirected
     if args.markers < 1:
         parser.error("--markers must be at least 1")
     every = args.duration / args.markers
@@ -286,6 +329,7 @@ def main() -> int:
 
     say = lambda line: print(line, flush=True)  # noqa: E731
     children = Children()
+    poller: Poller | None = None
     logs = home / "logs"
     code = 1
     try:
@@ -359,6 +403,10 @@ def main() -> int:
             print(stats_line("  source.ts_ms -> COMMIT returned", pg_ts, "-"))
             print(stats_line("  source.ts_ms -> landed (dbz+lander)", landed, "-"))
             print(stats_line("  landed -> readable (poller)", seen, "-"))
+        stalls = lander_stalls(logs / "lander.log", window_start, window_end)
+        print(f"lander: {len(stalls)} pause(s) over 3 s between cycles in the marker window"
+              + (f", longest {max(stalls):.0f}s, {sum(stalls):.0f}s in all (waiting for the writer slot)"
+                 if stalls else ""))
         if poller.slot_waits:
             print(f"poller: {poller.reads} reads; wait for the writers' slot p50 "
                   f"{statistics.median(poller.slot_waits):.3f}s max {max(poller.slot_waits):.1f}s"
@@ -381,17 +429,24 @@ def main() -> int:
         print("\ninterrupted; cleaning up", flush=True)
         code = 130
     finally:
-        children.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the cleanup short
+            signal.signal(sig, signal.SIG_IGN)
+        if poller is not None:  # no DuckDB connection may be open in a thread when the interpreter exits
+            poller.stop.set()
+            poller.join(timeout=130)
         try:
-            stack.down(environment.settings(), out=lambda _line: None)
+            children.stop()
         finally:
-            if logs.exists():
-                ARTIFACTS.mkdir(parents=True, exist_ok=True)
-                for log in logs.glob("*.log"):
-                    shutil.copy(log, ARTIFACTS / log.name)
-                print(f"logs copied to {ARTIFACTS.relative_to(ROOT)}/", flush=True)
-            if not args.keep:
-                shutil.rmtree(home, ignore_errors=True)
+            try:
+                stack.down(environment.settings(), out=lambda _line: None)
+            finally:
+                if logs.exists():
+                    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                    for log in logs.glob("*.log"):
+                        shutil.copy(log, ARTIFACTS / log.name)
+                    print(f"logs copied to {ARTIFACTS.relative_to(ROOT)}/", flush=True)
+                if not args.keep:
+                    shutil.rmtree(home, ignore_errors=True)
     return code
 
 

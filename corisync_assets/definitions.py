@@ -4,6 +4,10 @@ The only module that knows every part; what differs between local and prod comes
 Data flows one way: Postgres sources -> raw CDC assets (Debezium/Kafka) -> dbt staging -> marts.
 """
 
+# First: a missing or stale dbt manifest starts parsing in its own process while the imports below load.
+import corisync_assets.early_dbt_parse  # noqa: F401
+
+# isort: split
 from dagster import Definitions
 
 from corisync_assets.cdc.assets import build_raw_cdc_assets, postgres_source_specs

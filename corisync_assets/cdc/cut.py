@@ -93,19 +93,28 @@ class Message:
     offset: int
     key: bytes | None
     value: bytes | None
-    tx: str | None
+    tx: str | None = None
     seen: float = 0.0
+
+
+#: a buffered message: ``(offset, key, value)``, or ``(offset, key, value, tx, seen)`` while it is held
+Entry = tuple
 
 
 @dataclass
 class Release:
     """What the cut lets through now, and where every partition's consumer position may be committed."""
 
-    messages: list[Message] = field(default_factory=list)
+    #: (topic, partition, entries in offset order): entries are tuples starting with (offset, key, value)
+    runs: list[tuple[str, int, list[Entry]]] = field(default_factory=list)
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
     transactions: int = 0
     forced: int = 0
     bad_transaction_events: list[tuple[int, bytes | None, str]] = field(default_factory=list)
+
+    @property
+    def messages(self) -> list[Message]:
+        return [Message(topic, partition, *entry) for topic, partition, run in self.runs for entry in run]
 
 
 class TransactionCut:
@@ -113,13 +122,18 @@ class TransactionCut:
 
     ``collections`` maps each data topic to its Debezium data collection (``schema.table``). With
     ``tx_topic=None`` there is no transaction metadata: every message is released at once.
+
+    Per partition, messages that nothing holds back (no transaction, nothing held before them) wait in a
+    plain list (``ready``) and leave whole at the next release; from the first message that may have to wait
+    on, messages queue in ``pending`` and are released by the rules above.
     """
 
     def __init__(self, collections: dict[str, str], tx_topic: str | None, max_hold_s: float = 30.0) -> None:
         self.collections = collections
         self.tx_topic = tx_topic
         self.max_hold_s = max_hold_s
-        self.pending: dict[tuple[str, int], deque[Message]] = {}
+        self.ready: dict[tuple[str, int], list[Entry]] = {}
+        self.pending: dict[tuple[str, int], deque[Entry]] = {}
         self.next_offset: dict[tuple[str, int], int] = {}  # one past the last message buffered
         self.ends: deque[TransactionEnd] = deque()
         self.received: Counter[tuple[str, str]] = Counter()
@@ -127,29 +141,66 @@ class TransactionCut:
         self._released_positions: dict[tuple[str, int], int] = {}
 
     def __len__(self) -> int:
-        return sum(len(q) for q in self.pending.values())
+        return sum(map(len, self.ready.values())) + sum(map(len, self.pending.values()))
 
     @property
     def waiting_transactions(self) -> int:
         return len(self.ends)
 
     def add(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
-        tp = (topic, partition)
-        self.next_offset[tp] = offset + 1
-        if topic == self.tx_topic:
-            try:
-                _status, end = parse_transaction_event(value)
-            except (ValueError, TypeError, KeyError, orjson.JSONDecodeError) as exc:
-                self.bad.append((offset, value, f"{type(exc).__name__}: {exc}"))
-                return
-            if end is not None:
-                self.ends.append(TransactionEnd(end.id, end.counts, offset, partition, time.monotonic()))
+        self.add_run(topic, partition, [(offset, key, value)])
+
+    def add_run(self, topic: str, partition: int, entries: list[Entry]) -> None:
+        """Buffer consecutive messages ``(offset, key, value)`` of one partition, in offset order."""
+        if not entries:
             return
-        tx = transaction_id(value) if self.tx_topic is not None else None
-        self.pending.setdefault(tp, deque()).append(Message(topic, partition, offset, key, value, tx,
-                                                            time.monotonic()))
-        if tx is not None:
-            self.received[(tx, self.collections.get(topic, topic))] += 1
+        tp = (topic, partition)
+        self.next_offset[tp] = entries[-1][0] + 1
+        if topic == self.tx_topic:
+            now = time.monotonic()
+            for offset, _key, value in entries:
+                try:
+                    _status, end = parse_transaction_event(value)
+                except (ValueError, TypeError, KeyError, orjson.JSONDecodeError) as exc:
+                    self.bad.append((offset, value, f"{type(exc).__name__}: {exc}"))
+                    continue
+                if end is not None:
+                    self.ends.append(TransactionEnd(end.id, end.counts, offset, partition, now))
+            return
+        queue = self.pending.get(tp)
+        if self.tx_topic is None:  # no transaction metadata: nothing is ever held
+            ready = self.ready.get(tp)
+            if ready is None:
+                self.ready[tp] = list(entries)
+            else:
+                ready += entries
+            return
+        if queue is None:
+            queue = self.pending[tp] = deque()
+        ready = self.ready.setdefault(tp, [])
+        collection = self.collections.get(topic, topic)
+        received = self.received
+        now = time.monotonic()
+        for entry in entries:
+            tx = transaction_id(entry[2])
+            if tx is None:
+                if not queue:  # nothing before it is held: it leaves with the next release
+                    ready.append(entry)
+                    continue
+            else:
+                received[(tx, collection)] += 1
+            queue.append((entry[0], entry[1], entry[2], tx, now))
+
+    def take_ready(self) -> list[tuple[str, int, list[Entry]]]:
+        """Hand over now what the next :meth:`release` would let through whatever else arrives (messages
+        with no transaction and nothing held before them), so the caller can decode them while they are fresh;
+        the positions :meth:`release` returns cover them."""
+        runs = []
+        for tp, run in self.ready.items():
+            if run:
+                runs.append((tp[0], tp[1], run))
+                self.ready[tp] = []
+        return runs
 
     def _complete_prefix(self) -> tuple[list[TransactionEnd], int]:
         """The ENDs, in commit order, whose events are all buffered; an END still short of events after
@@ -174,19 +225,32 @@ class TransactionCut:
         landed = {end.id for end in complete}
         open_ids = {end.id for end in self.ends} - landed
         now = time.monotonic()
-        for tp, queue in self.pending.items():
-            while queue:
-                head = queue[0]
-                if head.tx is not None and head.tx not in landed:
-                    # no END yet: wait, unless it has waited too long while later transactions completed
-                    if head.tx in open_ids or now - head.seen < self.max_hold_s or not complete:
-                        break
-                    out.forced += 1
-                queue.popleft()
-                out.messages.append(head)
-                if head.tx is not None:
-                    self.received[(head.tx, self.collections.get(head.topic, head.topic))] -= 1
-            out.positions[tp] = queue[0].offset if queue else self.next_offset[tp]
+        for tp, nxt in self.next_offset.items():
+            if tp[0] == self.tx_topic:
+                continue
+            run = self.ready.get(tp)
+            if run:
+                self.ready[tp] = []
+            else:
+                run = []
+            queue = self.pending.get(tp)
+            if queue:
+                collection = self.collections.get(tp[0], tp[0])
+                while queue:
+                    head = queue[0]
+                    tx = head[3]
+                    if tx is not None and tx not in landed:
+                        # no END yet: wait, unless it has waited too long while later transactions completed
+                        if tx in open_ids or now - head[4] < self.max_hold_s or not complete:
+                            break
+                        out.forced += 1
+                    queue.popleft()
+                    run.append(head)
+                    if tx is not None:
+                        self.received[(tx, collection)] -= 1
+            if run:
+                out.runs.append((tp[0], tp[1], run))
+            out.positions[tp] = queue[0][0] if queue else nxt
         # an END leaves once every event of its transaction has been released (they may still sit behind
         # an earlier, incomplete transaction on some partition)
         while self.ends and self.ends[0].id in landed and not any(
@@ -194,8 +258,9 @@ class TransactionCut:
         ):
             self.ends.popleft()
             out.transactions += 1
-        for key in [k for k, v in self.received.items() if v <= 0]:
-            del self.received[key]
+        if self.received:
+            for key in [k for k, v in self.received.items() if v <= 0]:
+                del self.received[key]
         if self.tx_topic is not None:
             first_open: dict[int, int] = {}
             for end in self.ends:

@@ -9,8 +9,6 @@ secret is carried: BigQuery credentials stay in the process environment (ADC).
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,9 +18,9 @@ from typing import Any
 from dagster_dbt import DbtCliResource
 from pydantic import Field
 
+from corisync_assets.dbt_manifest import DBT_PROJECT_DIR as DBT_PROJECT_DIR  # re-exported
+from corisync_assets.dbt_manifest import dbt_executable, profile_env
 from corisync_assets.environment import Settings
-
-DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent.parent / "dbt_project"
 
 #: dbt's indirect selection, set explicitly (not left to dbt's default or a developer's environment).
 #: Dagster selects every check of a selected asset; the dbt mode that always runs all of them is "eager":
@@ -34,12 +32,6 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent.parent / "dbt_project"
 INDIRECT_SELECTION = "eager"
 
 _environ_lock = threading.RLock()
-
-
-def dbt_executable() -> str:
-    """The dbt next to this interpreter (the venv's, also when the venv is not activated), else PATH's."""
-    beside = Path(sys.executable).parent / "dbt"
-    return os.fspath(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
 @contextmanager
@@ -58,19 +50,9 @@ def _exported(env: Mapping[str, str]) -> Iterator[None]:
 
 
 def dbt_env(s: Settings) -> dict[str, str]:
-    """The environment dbt's profile reads, derived from the settings (names as in ENV_VARS)."""
-    env = {
-        "CORISYNC_DBT_TARGET": s.effective_dbt_target,
-        "CORISYNC_DUCKDB_PATH": str(s.warehouse_path),
-        "CORISYNC_BQ_LOCATION": s.bq_location,
-        "CORISYNC_BQ_RAW_DATASET": s.bq_raw_dataset,
-        "CORISYNC_BQ_STAGING_DATASET": s.bq_staging_dataset,
-        "CORISYNC_BQ_MARTS_DATASET": s.bq_marts_dataset,
-        "DBT_INDIRECT_SELECTION": INDIRECT_SELECTION,
-    }
-    if s.gcp_project:
-        env["CORISYNC_GCP_PROJECT"] = s.gcp_project
-    return env
+    """The environment dbt's profile reads, derived from the settings (names as in ENV_VARS), and the
+    indirect selection."""
+    return {**profile_env(s), "DBT_INDIRECT_SELECTION": INDIRECT_SELECTION}
 
 
 class CorisyncDbtCliResource(DbtCliResource):

