@@ -21,9 +21,11 @@ Run it with ``corisync lander`` (``corisync dev`` starts it beside the UI; a com
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from dagster import AssetKey, AssetMaterialization
 
@@ -36,6 +38,18 @@ from corisync_assets.resources.warehouse.base import Warehouse
 log = logging.getLogger("corisync.lander")
 
 Reporter = Callable[[list[AssetMaterialization]], None]
+
+#: touched after every cycle; ``corisync lander --health`` (the compose health check) reads its age
+HEARTBEAT = Path(tempfile.gettempdir()) / "corisync-lander.heartbeat"
+HEALTHY_WITHIN_S = 60.0
+
+
+def healthy(heartbeat: Path = HEARTBEAT, within_s: float = HEALTHY_WITHIN_S) -> bool:
+    """The lander completed a cycle within the last ``within_s`` seconds."""
+    try:
+        return time.time() - heartbeat.stat().st_mtime <= within_s
+    except FileNotFoundError:
+        return False
 
 
 def dagster_reporter(instance=None) -> Reporter:
@@ -103,6 +117,7 @@ class Lander:
                     report.tables[batch.table].add(batch, result)
         feed.commit(positions)
         self.cycles += 1
+        HEARTBEAT.touch()
         self.events_landed += report.new_events
         if report.new_events:
             log.info("cycle %d: %d event(s) in %d transaction(s)", self.cycles, report.new_events, transactions)

@@ -19,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=5.0, help="changes per second (default 5)")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of changes; 0 = seed only")
     demo.add_argument("--random-seed", type=int, default=None, help="make the run deterministic")
-    sub.add_parser("lander", help="land CDC events continuously (seconds from commit to warehouse)")
+    lander = sub.add_parser("lander", help="land CDC events continuously (seconds from commit to warehouse)")
+    lander.add_argument("--health", action="store_true", help="exit 0 if a lander cycle completed within 60 s")
     dev = sub.add_parser("dev", help="stack up, demo data, a demo change stream and the Dagster UI")
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--host", default="127.0.0.1")
@@ -41,9 +42,11 @@ def run(argv: list[str] | None = None) -> int:
             return 0 if all(states.values()) else 3
         return 0
     if args.command == "lander":
-        from corisync_assets.cdc.lander import run as run_lander
+        from corisync_assets.cdc import lander
 
-        return run_lander()
+        if args.health:
+            return 0 if lander.healthy() else 1
+        return lander.run()
     if args.command == "dev":
         from corisync_assets.local.dev import run_dev
 

@@ -32,7 +32,7 @@ STATEFUL = {
 }
 EXPECTED_SERVICES = {
     "postgres", "kafka", "debezium", "debezium-register", "spark-master", "spark-worker",
-    "dagster-user-code", "dagster-webserver", "dagster-daemon", "metabase", "vaultwarden",
+    "dagster-user-code", "dagster-webserver", "dagster-daemon", "corisync-lander", "metabase", "vaultwarden",
 }
 
 
