@@ -63,7 +63,7 @@ def read(s: Settings, topic: str, start: int = 0, timeout: float = 20.0) -> list
         c.close()
 
 
-def wait_for(s: Settings, topic: str, predicate, start: int = 0, timeout: float = 60.0) -> list[Event]:
+def wait_for(s: Settings, topic: str, predicate, start: int = 0, timeout: float = 240.0) -> list[Event]:
     """Poll until ``predicate(events)`` holds for the events from ``start``; returns them."""
     deadline = time.monotonic() + timeout
     events: list[Event] = []
