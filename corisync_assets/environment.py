@@ -63,7 +63,7 @@ class Settings(BaseModel):
     mode: Mode = "local"
     home: Path = PROJECT_ROOT / ".corisync"
     connector_config: Path = PROJECT_ROOT / "docker" / "debezium" / "tc4a-postgres.json"
-    kafka_bootstrap: str = "127.0.0.1:59092"
+    kafka_bootstrap: str = "127.0.0.1:29092"
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
@@ -71,7 +71,7 @@ class Settings(BaseModel):
     consumer_group: str = "corisync-raw-cdc"
     lag_threshold: int = 0
     pg_host: str = "127.0.0.1"
-    pg_port: int = 55432
+    pg_port: int = 25432
     pg_database: str = "tc4a"
     pg_user: str = "tc4a_app"
     pg_password: str | None = Field(default=None, repr=False)

@@ -1,6 +1,6 @@
 """Shared fixtures. ``stack``: the local stack (Postgres, broker, Debezium) on test ports in a temp home.
 
-Ports differ from a developer's stack (55432/59092) so both can run side by side; override with
+Ports differ from a developer's stack (25432/29092) so both can run side by side; override with
 CORISYNC_TEST_PG_PORT / CORISYNC_TEST_KAFKA_PORT. The session's environment is pointed at the test stack
 before anything reads ``settings()``, so every test sees it through ``corisync_assets.environment.settings()``.
 """
@@ -32,8 +32,8 @@ def stack() -> Iterator[Settings]:
         "CORISYNC_ENV": "local",
         "CORISYNC_HOME": str(home),
         "CORISYNC_PG_HOST": "127.0.0.1",
-        "CORISYNC_PG_PORT": os.environ.get("CORISYNC_TEST_PG_PORT", "55433"),
-        "CORISYNC_KAFKA_BOOTSTRAP": "127.0.0.1:" + os.environ.get("CORISYNC_TEST_KAFKA_PORT", "59093"),
+        "CORISYNC_PG_PORT": os.environ.get("CORISYNC_TEST_PG_PORT", "25433"),
+        "CORISYNC_KAFKA_BOOTSTRAP": "127.0.0.1:" + os.environ.get("CORISYNC_TEST_KAFKA_PORT", "29093"),
     }
     saved = {var: os.environ.get(var) for var in (*overrides, *SECRET_VARS)}
     os.environ.update(overrides)

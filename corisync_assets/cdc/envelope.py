@@ -229,28 +229,24 @@ class Decoder:
         first_last = b.offsets.get((topic, partition))
         b.offsets[(topic, partition)] = (first_last[0] if first_last else entries[0][0], entries[-1][0])
         append, loads, full = b.rows.append, orjson.loads, self._add_full
-        fast = self._fast
+        vprefix, kprefix, schema = self._fast or (None, None, None)
         for entry in entries:
             offset, key, value = entry[0], entry[1], entry[2]
             if value is None:
                 b.tombstones += 1  # Kafka compaction marker after a delete; the delete event itself carries it
                 continue
-            if fast is not None and key is not None and value.startswith(fast[0]) and key.startswith(fast[1]):
+            if vprefix is not None and key is not None and value.startswith(vprefix) and key.startswith(kprefix):
                 # same schemas as the last message on the full path: the checks of _add, on the payload only
                 try:
-                    payload_raw = value[len(fast[0]):-1]
+                    payload_raw = value[len(vprefix):-1]
                     payload = loads(payload_raw)
-                    op = payload["op"]
-                    source = payload["source"]
-                    lsn = source["lsn"]
-                    key_raw = key[len(fast[1]):-1]
+                    op, source = payload["op"], payload["source"]
+                    lsn, key_raw = source["lsn"], key[len(kprefix):-1]
                     if (op in _KEYED_OPS and lsn is not None and key_raw and key_raw != b"null"
                             and (op == "d" or type(payload["after"]) is dict) and type(source) is dict):
-                        schema = fast[2]
                         if schema is not b.schema:
                             b.schema = schema if b.schema is None else _merge(b.schema, schema)
-                        key_json = key_raw.decode()
-                        lsn = int(lsn)
+                        key_json, lsn = key_raw.decode(), int(lsn)
                         append((  # META_COLUMNS order
                             event_id(lsn, op, key_json),
                             op, lsn, source.get("txId"), source.get("ts_ms"), str(source.get("snapshot", "false")),
@@ -260,7 +256,7 @@ class Decoder:
                 except Exception:  # the full path below decides (and names the error)
                     pass
             full(b, topic, partition, offset, key, value)
-            fast = self._fast
+            vprefix, kprefix, schema = self._fast or (None, None, None)
 
     def _add_full(self, b: ChangeBatch, topic: str, partition: int, offset: int, key: bytes | None,
                   value: bytes) -> None:

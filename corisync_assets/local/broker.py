@@ -18,6 +18,7 @@ from corisync_assets.local.procs import (
     StackError,
     parse_host_port,
     pid_alive,
+    port_bindable,
     port_open,
     running_pid,
     spawn,
@@ -76,7 +77,7 @@ def start(s: Settings) -> str:
     host, port = address(s)
     if pid(s) is not None and port_open(host, port):
         return "running"
-    if port_open(host, port):
+    if port_open(host, port) or not port_bindable(host, port):
         raise StackError(f"broker: port {port} on {host} is taken by another process")
     url = f"tcp://{host}:{port}"
     argv = [broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
@@ -87,7 +88,7 @@ def start(s: Settings) -> str:
     wait_until(lambda: port_open(host, port) or not pid_alive(new_pid), 20)
     if not pid_alive(new_pid) or not port_open(host, port):
         _kill(new_pid)
-        raise StackError(f"broker: did not come up on {host}:{port}: {tail(logfile(s), 2) or 'no output'}")
+        raise StackError(f"broker: did not come up on {host}:{port}: {tail(logfile(s), 5) or 'no output'}")
     if not wait_until(lambda: metadata_ok(s), 20, 0.5):
         _kill(new_pid)
         raise StackError(f"broker: {host}:{port} accepts connections but answers no metadata request")

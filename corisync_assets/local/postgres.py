@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corisync_assets.environment import PROJECT_ROOT, Settings, local_secrets_file
-from corisync_assets.local.procs import StackError, port_open, tail
+from corisync_assets.local.procs import StackError, port_bindable, port_open, tail
 
 DOCKER_PG = PROJECT_ROOT / "docker" / "postgres"
 DAGSTER_DB = "dagster"
@@ -161,7 +161,7 @@ def start(s: Settings) -> str:
         if not p.bootstrapped.exists():
             bootstrap(s)
         return "running"
-    if port_open(s.pg_host, s.pg_port):
+    if port_open(s.pg_host, s.pg_port) or not port_bindable(s.pg_host, s.pg_port):
         raise StackError(f"postgres: port {s.pg_port} on {s.pg_host} is taken by another process")
     fresh = not p.bootstrapped.exists()
     if fresh:

@@ -28,6 +28,18 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def port_bindable(host: str, port: int) -> bool:
+    """Whether a listener could bind host:port now. A port can be taken without accepting connections,
+    e.g. as the local end of an outgoing connection; ``port_open`` does not see that, a bind does."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
 def parse_host_port(address: str, default_port: int) -> tuple[str, int]:
     """``"host:port"`` (first entry of a comma-separated bootstrap list) -> (host, port)."""
     first = address.split(",")[0].strip()

@@ -22,7 +22,7 @@ BASE = {"connector.class": "io.debezium.connector.postgresql.PostgresConnector",
 
 
 def test_reads_tables_prefix_and_topics(tmp_path):
-    cfg = load_connector_config(write(tmp_path, BASE), {"PW": "s3cret", "PORT": "55432"})
+    cfg = load_connector_config(write(tmp_path, BASE), {"PW": "s3cret", "PORT": "25432"})
     assert cfg.name == "tc4a-postgres"
     assert cfg.topic_prefix == "tc4a"
     assert cfg.tables == (("public", "users"), ("public", "courses"))

@@ -28,7 +28,7 @@ def cli_env():
     home.chmod(0o755)
     env = {k: v for k, v in os.environ.items()
            if not (k.startswith("CORISYNC_") or k.startswith("DAGSTER_PG_"))}
-    env.update(CORISYNC_HOME=str(home), CORISYNC_PG_PORT="55434", CORISYNC_KAFKA_BOOTSTRAP="127.0.0.1:59094")
+    env.update(CORISYNC_HOME=str(home), CORISYNC_PG_PORT="25434", CORISYNC_KAFKA_BOOTSTRAP="127.0.0.1:29094")
     yield env
     corisync(env, "stack", "down")
     shutil.rmtree(home, ignore_errors=True)
@@ -38,8 +38,8 @@ def test_up_is_idempotent_status_shows_components_down_stops_them(cli_env):
     first = corisync(cli_env, "stack", "up")
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
-    assert lines[0].startswith("postgres  ... up 127.0.0.1:55434")
-    assert lines[1].startswith("broker    ... up 127.0.0.1:59094")
+    assert lines[0].startswith("postgres  ... up 127.0.0.1:25434")
+    assert lines[1].startswith("broker    ... up 127.0.0.1:29094")
     assert lines[2].startswith("debezium  ... up")
     assert "already running" not in first.stdout
 
@@ -51,8 +51,8 @@ def test_up_is_idempotent_status_shows_components_down_stops_them(cli_env):
 
     status = corisync(cli_env, "stack", "status")
     assert status.returncode == 0, status.stderr
-    assert "postgres  ... up 127.0.0.1:55434" in status.stdout
-    assert "broker    ... up 127.0.0.1:59094" in status.stdout
+    assert "postgres  ... up 127.0.0.1:25434" in status.stdout
+    assert "broker    ... up 127.0.0.1:29094" in status.stdout
     assert "debezium  ... up pid" in status.stdout
     assert "tc4a.public.users" in status.stdout and "lag:" in status.stdout
 
@@ -78,10 +78,24 @@ def test_port_taken_is_one_clear_line(cli_env):
 
     with socket.socket() as blocker:
         blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        blocker.bind(("127.0.0.1", 55434))
+        blocker.bind(("127.0.0.1", 25434))
         blocker.listen()
         res = corisync(cli_env, "stack", "up")
     assert res.returncode == 1
     assert res.stderr.strip().count("\n") == 0
-    assert "postgres" in res.stderr and "55434" in res.stderr and "taken" in res.stderr
+    assert "postgres" in res.stderr and "25434" in res.stderr and "taken" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_port_bound_but_not_listening_is_taken_too(cli_env):
+    """The CI failure this guards: the broker's port was the local end of some outgoing connection (it lies
+    in Linux's ephemeral range), nothing listened on it, and tansu panicked with AddrInUse."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 29094))  # bound, never listening: a connect() probe sees nothing
+        res = corisync(cli_env, "stack", "up")
+    assert res.returncode == 1
+    assert res.stderr.strip().count("\n") == 0
+    assert "broker" in res.stderr and "29094" in res.stderr and "taken" in res.stderr
+    assert "panicked" not in res.stderr
