@@ -27,6 +27,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+# Both sides run with their libraries loaded, as in a long-lived lander: the raw side's confluent_kafka is
+# imported above, the landing side's (imported lazily by the code location) here, not inside the timing.
+import duckdb  # noqa: F401
+import pandas  # noqa: F401  (pyarrow imports it on its first Python -> Arrow conversion)
+import pyarrow  # noqa: F401
+
 from corisync_assets.cdc.landing import land_table
 from corisync_assets.resources.kafka import KafkaResource
 from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse

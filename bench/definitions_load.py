@@ -7,6 +7,9 @@ cold: no parsed dbt manifest (a clean checkout: `dbt parse` runs during the load
 warm: the manifest current (the load right after a cold one).
 Each of --rounds rounds is one cold then one warm load; min / median / max are printed. "import" is the time from
 the first import to the resolved keys, "process" adds the interpreter start.
+floor: each round also times a fresh process doing only `import dagster, dagster_dbt` (the libraries the code
+location cannot load without; dagster-dbt imports dbt-core): the physical limit of a warm load, printed with the
+ratio of the warm load to it.
 Then (unless --load-only), on a private local stack (temp home, own ports): seed the demo data, land it through
 the raw CDC assets, and time `dbt build` (models, snapshot, tests) through the Dagster dbt resource.
 """
@@ -29,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 LOAD = "import time; t = time.perf_counter(); import corisync_assets.definitions as d; " \
        "n = len(list(d.defs.resolve_all_asset_keys())); print(f'{time.perf_counter() - t:.3f} {n} {d.__file__}')"
+FLOOR = "import time; t = time.perf_counter(); import dagster, dagster_dbt; print(f'{time.perf_counter() - t:.3f}')"
 
 
 def fresh_checkout(dest: Path) -> Path:
@@ -50,6 +54,14 @@ def load_once(checkout: Path, env: dict[str, str]) -> tuple[float, int, float]:
     return float(out[0]), int(out[1]), time.perf_counter() - t0
 
 
+def floor_once(checkout: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(import, process) seconds of a fresh process that only imports dagster and dagster_dbt."""
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", FLOOR], env=env, cwd=checkout, capture_output=True, text=True,
+                         check=True).stdout.split()
+    return float(out[0]), time.perf_counter() - t0
+
+
 def summary(values: list[float]) -> str:
     return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f} s"
 
@@ -61,10 +73,12 @@ def measure_loads(rounds: int, env: dict[str, str]) -> None:
         env = {k: v for k, v in env.items() if k != "PYTHONPATH" and not k.startswith("DAGSTER_IS_DEV")}
         cold: list[tuple[float, int, float]] = []
         warm: list[tuple[float, int, float]] = []
+        floor: list[tuple[float, float]] = []
         for _ in range(rounds):
             shutil.rmtree(checkout / "dbt_project" / "target", ignore_errors=True)
             cold.append(load_once(checkout, env))
             warm.append(load_once(checkout, env))
+            floor.append(floor_once(checkout, env))
         keys = {n for _, n, _ in cold + warm}
         assert len(keys) == 1, f"cold and warm loads disagree on the asset keys: {keys}"
         print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
@@ -74,6 +88,11 @@ def measure_loads(rounds: int, env: dict[str, str]) -> None:
               f"{summary([c[2] for c in cold])} process")
         print(f"  warm (manifest current):                        {summary([w[0] for w in warm])} import, "
               f"{summary([w[2] for w in warm])} process")
+        print(f"  floor (only `import dagster, dagster_dbt`):    {summary([f[0] for f in floor])} import, "
+              f"{summary([f[1] for f in floor])} process")
+        ratio = [statistics.median([w[i] for w in warm]) / statistics.median([f[j] for f in floor])
+                 for i, j in ((0, 0), (2, 1))]
+        print(f"  warm / floor (medians):                         {ratio[0]:.2f}x import, {ratio[1]:.2f}x process")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

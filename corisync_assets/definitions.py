@@ -8,7 +8,7 @@ Data flows one way: Postgres sources -> raw CDC assets (Debezium/Kafka) -> dbt s
 import corisync_assets.early_dbt_parse  # noqa: F401
 
 # isort: split
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from corisync_assets.cdc.assets import build_raw_cdc_assets, postgres_source_specs
 from corisync_assets.cdc.connector_config import load_connector_config
@@ -26,7 +26,9 @@ def build_definitions() -> Definitions:
         sensors=[build_lag_sensor(connector, threshold=s.lag_threshold)],
         resources=resources(s),
     )
-    return Definitions.merge(cdc, dbt_definitions(s))
+    # One process per run: each step of the default multiprocess executor would load the definitions again
+    # (seconds per run), and a run here is one op (raw_cdc, or one dbt build) anyway.
+    return Definitions.merge(cdc, dbt_definitions(s), Definitions(executor=in_process_executor))
 
 
 defs = build_definitions()

@@ -12,10 +12,13 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OPS = {"r", "c", "u", "d", "t"}
@@ -146,28 +149,41 @@ class ChangeBatch:
 
         The row tuples convert in one pass (as an Arrow struct array, split into its fields); the payload
         goes in as raw bytes -> Arrow binary -> string: UTF-8 checked in C++, not per message."""
-        columns = pa.array(self.rows, type=_ROW_TYPE).flatten()
+        import pyarrow as pa  # not at import: the code location loads without it (a fifth of a second)
+
+        columns = pa.array(self.rows, type=_row_type()).flatten()
         columns[_PAYLOAD_COLUMN] = columns[_PAYLOAD_COLUMN].cast(pa.string())
         return pa.Table.from_arrays(columns, names=_ARROW_NAMES)
 
 
-META_COLUMNS: dict[str, pa.DataType] = {
-    "event_id": pa.string(),
-    "op": pa.string(),
-    "lsn": pa.int64(),
-    "txid": pa.int64(),
-    "ts_ms": pa.int64(),
-    "snapshot": pa.string(),
-    "topic": pa.string(),
-    "partition": pa.int32(),
-    "offset": pa.int64(),
-    "key": pa.string(),  # the key's payload: primary key columns
-    "payload": pa.string(),  # the envelope's payload: before, after, source, op
+#: The event columns and their Arrow types, as names of pyarrow type factories (pyarrow is imported lazily).
+META_COLUMNS: dict[str, str] = {
+    "event_id": "string",
+    "op": "string",
+    "lsn": "int64",
+    "txid": "int64",
+    "ts_ms": "int64",
+    "snapshot": "string",
+    "topic": "string",
+    "partition": "int32",
+    "offset": "int64",
+    "key": "string",  # the key's payload: primary key columns
+    "payload": "string",  # the envelope's payload: before, after, source, op
 }
 
 _OP, _TS_MS = list(META_COLUMNS).index("op"), list(META_COLUMNS).index("ts_ms")
 _PAYLOAD_COLUMN = list(META_COLUMNS).index("payload")
-_ROW_TYPE = pa.struct([(name, pa.binary() if name == "payload" else typ) for name, typ in META_COLUMNS.items()])
+
+
+@cache
+def _row_type() -> pa.DataType:
+    """The rows as an Arrow struct (the payload as binary: cast to string once, column-wise)."""
+    import pyarrow as pa
+
+    return pa.struct([(name, pa.binary() if name == "payload" else getattr(pa, typ)())
+                      for name, typ in META_COLUMNS.items()])
+
+
 _ARROW_NAMES = [f"_cdc_{name}" for name in META_COLUMNS]
 _PAYLOAD = b',"payload":'
 _KEYED_OPS = ("r", "c", "u", "d")

@@ -28,8 +28,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
 from corisync_assets.cdc.cut import TransactionCut
 from corisync_assets.cdc.envelope import ChangeBatch, DeadLetter, Decoder
 from corisync_assets.resources.kafka import KafkaResource, LagInfo
@@ -37,7 +35,7 @@ from corisync_assets.resources.warehouse.base import LandResult, Warehouse
 
 CONSUME_CHUNK = 10_000
 #: fewest buffered messages worth a warehouse transaction while the writer is idle (before batch_size)
-MIN_CYCLE = int(__import__("os").environ.get("CORI_MIN_CYCLE", "5000"))  # TEMP
+MIN_CYCLE = 5000
 #: pseudo table under which malformed transaction-metadata messages are dead-lettered
 TRANSACTIONS_TABLE = "_cdc_transactions"
 
@@ -127,6 +125,8 @@ class ChangeFeed:
 
         Manual assignment (no group join) keeps start-up in milliseconds; commits still go to the group.
         """
+        from confluent_kafka import TopicPartition  # here, as every confluent_kafka use: not at definitions load
+
         meta = self.consumer.list_topics(timeout=10)
         todo = []
         for topic in self.topics:
@@ -188,6 +188,8 @@ class ChangeFeed:
         for m in messages:
             if m.error() is not None:
                 err = m.error()
+                from confluent_kafka import KafkaError, KafkaException
+
                 if err.code() != KafkaError._PARTITION_EOF:
                     raise KafkaException(err)
                 if run:
@@ -232,6 +234,8 @@ class ChangeFeed:
 
     def commit(self, positions: dict[tuple[str, int], int]) -> None:
         if positions:
+            from confluent_kafka import TopicPartition
+
             self.consumer.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in sorted(positions.items())], asynchronous=False
             )
@@ -280,42 +284,54 @@ def land_changes(
     feed = ChangeFeed(kafka, routes, tx_topic=tx_topic, collections=collections, log=log)
     try:
         with warehouse.exclusive(), warehouse.session():  # DuckDB: one writer, one connection for the run
-            ends = feed.assign()
-            remaining = set(ends)
             writer = _PipelinedWriter(feed, warehouse, report, after_write)
-            last_progress = time.monotonic()
-            settle_until = None
-            while True:
-                got = feed.poll(timeout=0.5 if remaining else 0.2)
-                if remaining:  # reached the end seen at start, or the end of the log
-                    remaining -= {tp for tp in remaining if tp in feed.at_end or feed.read.get(tp, 0) >= ends[tp]}
-                if got:
-                    last_progress = time.monotonic()
-                elif remaining and time.monotonic() - last_progress > stall_timeout_s:
-                    log(f"no message for {stall_timeout_s:.0f}s before the end offsets; stopping")
-                    remaining.clear()
-                buffered = feed.buffered
-                # a cycle goes to the warehouse when the batch is full, at the end, or as soon as the writer
-                # is free (so the write of one chunk overlaps the consumption of the next, to the last one)
-                if buffered >= batch_size or not remaining or (buffered >= MIN_CYCLE and writer.idle):
-                    writer.submit(*feed.take())
-                if not remaining:
-                    if not feed.buffered and not feed.cut.waiting_transactions:
-                        break
-                    if settle_until is None:  # the transaction topic may have appeared since the start
-                        feed.assign()
-                    settle_until = settle_until or time.monotonic() + settle_s
-                    if time.monotonic() > settle_until:
-                        report.held = len(feed.cut)
-                        log(f"{report.held} message(s) wait for the END of their transaction; left for next run")
-                        break
-            writer.finish()
+            try:
+                _consume_and_land(feed, warehouse, writer, batch_size, stall_timeout_s, settle_s, report, log)
+                writer.finish()
+            finally:
+                writer.close()  # after an error: wait for a write in flight (its positions stay uncommitted)
     finally:
         feed.close()
     report.lag_after = kafka.lag(feed.topics)
     for table in report.tables.values():
         table.lag_after = {k: v for k, v in report.lag_after.items() if k[0] == table.topic}
     return report
+
+
+def _consume_and_land(feed: ChangeFeed, warehouse: Warehouse, writer: _PipelinedWriter, batch_size: int,
+                      stall_timeout_s: float, settle_s: float, report: FeedReport,
+                      log: Callable[[str], None]) -> None:
+    ends = feed.assign()
+    # the warehouse's one-time costs (imports, connection) while librdkafka fetches the first messages: on
+    # this thread, as a worker thread competing for the GIL with the decoding took several times as long
+    warehouse.prepare()
+    remaining = set(ends)
+    last_progress = time.monotonic()
+    settle_until = None
+    while True:
+        got = feed.poll(timeout=0.5 if remaining else 0.2)
+        if remaining:  # reached the end seen at start, or the end of the log
+            remaining -= {tp for tp in remaining if tp in feed.at_end or feed.read.get(tp, 0) >= ends[tp]}
+        if got:
+            last_progress = time.monotonic()
+        elif remaining and time.monotonic() - last_progress > stall_timeout_s:
+            log(f"no message for {stall_timeout_s:.0f}s before the end offsets; stopping")
+            remaining.clear()
+        buffered = feed.buffered
+        # a cycle goes to the warehouse when the batch is full, at the end, or as soon as the writer
+        # is free (so the write of one chunk overlaps the consumption of the next, to the last one)
+        if buffered >= batch_size or not remaining or (buffered >= MIN_CYCLE and writer.idle):
+            writer.submit(*feed.take())
+        if not remaining:
+            if not feed.buffered and not feed.cut.waiting_transactions:
+                break
+            if settle_until is None:  # the transaction topic may have appeared since the start
+                feed.assign()
+            settle_until = settle_until or time.monotonic() + settle_s
+            if time.monotonic() > settle_until:
+                report.held = len(feed.cut)
+                log(f"{report.held} message(s) wait for the END of their transaction; left for next run")
+                break
 
 
 def land_table(kafka: KafkaResource, warehouse: Warehouse, table: str, topic: str, **kwargs) -> TableReport:
@@ -351,6 +367,11 @@ class _PipelinedWriter:
             self._complete()
         finally:
             self.pool.shutdown(wait=True)
+
+    def close(self) -> None:
+        """Stop the worker (after :meth:`finish`, or after an error: a write in flight still completes, but
+        nothing more is committed)."""
+        self.pool.shutdown(wait=True)
 
     def _complete(self) -> None:
         if self.inflight is None:

@@ -1,5 +1,8 @@
 """The dbt models, snapshots and tests as Dagster assets and asset checks."""
 
+import shutil
+from pathlib import Path
+
 from dagster import AssetExecutionContext, AssetKey
 from dagster_dbt import DbtCliResource, dbt_assets
 from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
@@ -9,6 +12,11 @@ from corisync_assets.dbt.translator import CorisyncDbtTranslator
 from corisync_assets.resources.warehouse.base import Warehouse
 
 DBT_TRANSLATOR = CorisyncDbtTranslator()
+#: per-invocation target directories kept (see prune_invocation_dirs); named after the op
+INVOCATION_DIR_PREFIX = "corisync_dbt-"
+KEEP_INVOCATION_DIRS = 20
+#: the tag Dagster puts on runs that automation conditions requested (dagster._core.storage.tags)
+AUTOMATION_CONDITION_TAG = "dagster/from_automation_condition"
 
 
 @dbt_assets(
@@ -20,33 +28,53 @@ DBT_TRANSLATOR = CorisyncDbtTranslator()
 def corisync_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
     """``dbt build`` of the selected models/snapshots; their tests report as asset checks.
 
-    Materializations carry the row count, the column schema and column lineage (sqlglot, DuckDB and
-    BigQuery dialects alike).
+    Materializations carry the row count and the column schema; runs other than automation's also carry
+    column lineage (sqlglot, DuckDB and BigQuery dialects alike). Automation runs follow every landing, so
+    they skip lineage, which is the slow part of the metadata and does not change between two landings.
 
-    DuckDB allows one writing process per file, and dagster-dbt reads row counts and column metadata
-    through an in-process adapter. Against DuckDB the dbt events are therefore collected until the dbt
-    process has exited, then enriched (no lock contention with the dbt process); BigQuery streams them.
-    Either way the in-process connections are closed at the end, so the file is free for the next run.
-    The whole build holds the warehouse's writer slot (DuckDB: the lander waits a few seconds instead of
-    dbt failing to open the file; BigQuery: no such limit, nothing is held).
+    DuckDB allows one writing process per file. Every writer takes the warehouse's writer slot first (a
+    file lock; BigQuery has no such limit and nothing is held): here around the look at which relations
+    exist (``_deferred_tests``); the dbt process takes it itself from its first connection to its exit
+    (plugin ``resources/warehouse/duckdb_writer_slot.py``), so the lander is not held up by dbt's start;
+    and dagster-dbt reads row counts and column metadata through an in-process adapter, so against DuckDB
+    the dbt events are collected until the dbt process has exited and then enriched under the slot
+    (BigQuery streams them). The in-process connections are closed at the end, freeing the file.
     """
     args = ["build"]
     with warehouse.exclusive():
         deferred = _deferred_tests(context, warehouse)
-        if deferred:
-            context.log.info(f"leaving out {len(deferred)} test(s) whose other parent does not exist yet: {deferred}")
-            args += ["--exclude", " ".join(deferred)]
-        invocation = dbt.cli(args, context=context, raise_on_error=False)
-        try:
-            events = invocation.stream()
-            if invocation.manifest.get("metadata", {}).get("adapter_type") == "duckdb":
-                events = DbtEventIterator(iter(list(events)), invocation)
-            yield from events.fetch_row_counts().fetch_column_metadata()
-        finally:
-            if invocation.adapter is not None:
-                invocation.adapter.cleanup_connections()
+    if deferred:
+        context.log.info(f"leaving out {len(deferred)} test(s) whose other parent does not exist yet: {deferred}")
+        args += ["--exclude", " ".join(deferred)]
+    lineage = context.run.tags.get(AUTOMATION_CONDITION_TAG) != "true"
+    invocation = dbt.cli(args, context=context, raise_on_error=False)
+    try:
+        if invocation.manifest.get("metadata", {}).get("adapter_type") == "duckdb":
+            events = list(invocation.stream())  # until the dbt process exits, releasing the file
+            with warehouse.exclusive():
+                yield from DbtEventIterator(iter(events), invocation).fetch_row_counts().fetch_column_metadata(
+                    with_column_lineage=lineage)
+        else:
+            yield from invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=lineage)
+    finally:
+        if invocation.adapter is not None:
+            invocation.adapter.cleanup_connections()
+        prune_invocation_dirs(invocation.target_path.parent, keep=KEEP_INVOCATION_DIRS)
     if not invocation.is_successful():
         raise invocation.get_error() or RuntimeError("dbt build failed")
+
+
+def prune_invocation_dirs(target_root: Path, keep: int) -> list[Path]:
+    """Remove all but the ``keep`` newest per-invocation target directories (``corisync_dbt-<run>-<id>``).
+
+    dagster-dbt gives every invocation its own target directory (manifest, run results, compiled SQL:
+    about 3 MB here) and never removes it; with automation building after every landing that is gigabytes
+    a day. The newest ones stay for debugging a run."""
+    dirs = sorted((d for d in target_root.glob(f"{INVOCATION_DIR_PREFIX}*") if d.is_dir()),
+                  key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in dirs[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return dirs[keep:]
 
 
 def _deferred_tests(context: AssetExecutionContext, warehouse: Warehouse) -> list[str]:

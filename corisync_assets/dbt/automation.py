@@ -31,7 +31,7 @@ dbt_automation_sensor = AutomationConditionSensorDefinition(
     target=AssetSelection.assets(corisync_dbt_assets),
     default_status=DefaultSensorStatus.RUNNING,
     # the lander lands within seconds; marts follow within one tick plus one dbt build (p95 target 60 s)
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=5,
 )
 
 # Dagster 1.13 prefers FreshnessPolicy (set on every mart by the translator); these explicit asset checks
@@ -45,5 +45,6 @@ with warnings.catch_warnings():
     marts_freshness_sensor = build_sensor_for_freshness_checks(
         freshness_checks=marts_freshness_checks,
         name="dbt_marts_freshness_sensor",
+        minimum_interval_seconds=300,  # the bound is 26 h; each evaluation is a run that takes a run slot
         default_status=DefaultSensorStatus.RUNNING,
     )

@@ -43,6 +43,30 @@ def layer_of(dbt_resource_props: Mapping[str, Any]) -> str:
     return "marts" if "marts" in fqn[1:-1] else "staging"
 
 
+BUILT_RESOURCE_TYPES = ("model", "snapshot", "seed")
+
+
+def one_dbt_run_at_a_time(dbt_keys: list[AssetKey]) -> AutomationCondition:
+    """``eager``, with the whole dbt project as the unit of "in progress".
+
+    Rebuild as soon as anything upstream (ultimately a raw CDC landing) has been updated and nothing
+    upstream is missing. Within one evaluation the request propagates down the graph, so a landing
+    requests staging and marts in the same run. ``eager`` waits only while the asset or one of its own
+    parents is in a run; under a steady stream that lets automation start a second dbt run beside the first
+    with the assets the first did not hold, and every later run is such a fragment: the runs then queue for
+    the one DuckDB writer, and a mart waits for a run that includes it. Waiting while *any* dbt asset is in
+    progress makes the runs follow one another, each one the whole set of assets changed since the last.
+    """
+    dbt_in_progress = AutomationCondition.asset_matches(dbt_keys[0], AutomationCondition.in_progress())
+    for key in dbt_keys[1:]:
+        dbt_in_progress = dbt_in_progress | AutomationCondition.asset_matches(key, AutomationCondition.in_progress())
+    return (
+        (AutomationCondition.newly_missing() | AutomationCondition.any_deps_updated()).since_last_handled()
+        & ~AutomationCondition.any_deps_missing()
+        & ~dbt_in_progress.with_label("any dbt asset in progress")
+    ).with_label("eager, one dbt run at a time")
+
+
 class CorisyncDbtTranslator(DagsterDbtTranslator):
     def __init__(self) -> None:
         super().__init__(
@@ -56,6 +80,8 @@ class CorisyncDbtTranslator(DagsterDbtTranslator):
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
+        if spec.key.path[0] != RAW_PREFIX:
+            spec = spec.replace_attributes(automation_condition=self._automation_condition(manifest))
         if spec.key.path[0] == "marts" and spec.freshness_policy is None:
             spec = spec.replace_attributes(
                 freshness_policy=FreshnessPolicy.time_window(
@@ -74,8 +100,11 @@ class CorisyncDbtTranslator(DagsterDbtTranslator):
             return None
         return "marts" if layer_of(dbt_resource_props) == "marts" else "staging"
 
-    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> AutomationCondition | None:
-        # Rebuild as soon as anything upstream (ultimately a raw CDC landing) has been updated, once no
-        # upstream asset is missing or still running. Within one evaluation the condition propagates
-        # down the graph, so a landing requests staging and marts in the same run.
-        return AutomationCondition.eager()
+    def _automation_condition(self, manifest: Mapping[str, Any]) -> AutomationCondition:
+        # one condition object per manifest (the same for every node; also keeps evaluation cheap)
+        cached = getattr(self, "_condition", None)
+        if cached is None or cached[0] is not manifest:
+            keys = sorted((self.get_asset_key(node) for node in manifest["nodes"].values()
+                           if node["resource_type"] in BUILT_RESOURCE_TYPES), key=lambda k: k.path)
+            self._condition = cached = (manifest, one_dbt_run_at_a_time(keys))
+        return cached[1]

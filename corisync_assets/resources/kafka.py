@@ -7,11 +7,15 @@ messages, so the sensor can run every few seconds at no cost to the brokers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
 from dagster import ConfigurableResource
 from pydantic import Field
+
+# confluent_kafka is imported where a client is made, not here: the code location loads without it
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient
 
 ADMIN_TIMEOUT_S = 10.0
 
@@ -57,11 +61,15 @@ def client_conf(
 
 
 def admin_client(client_conf: dict[str, str]) -> AdminClient:
+    from confluent_kafka.admin import AdminClient
+
     return AdminClient({**client_conf, "socket.timeout.ms": "5000"})
 
 
 def check_reachable(client_conf: dict[str, str], timeout: float = ADMIN_TIMEOUT_S) -> None:
     """Raise BrokerUnreachable with the address if no broker answers a metadata request."""
+    from confluent_kafka import KafkaException
+
     try:
         admin_client(client_conf).list_topics(timeout=timeout)
     except KafkaException as exc:
@@ -71,6 +79,8 @@ def check_reachable(client_conf: dict[str, str], timeout: float = ADMIN_TIMEOUT_
 
 
 def existing_partitions(admin: AdminClient, topics: list[str]) -> list[TopicPartition]:
+    from confluent_kafka import TopicPartition
+
     meta = admin.list_topics(timeout=ADMIN_TIMEOUT_S)
     return [
         TopicPartition(topic, p)
@@ -82,7 +92,8 @@ def existing_partitions(admin: AdminClient, topics: list[str]) -> list[TopicPart
 
 def topic_lag(client_conf: dict[str, str], group: str, topics: list[str]) -> dict[tuple[str, int], LagInfo]:
     """Lag per (topic, partition) of `group` over `topics`; topics that do not exist yet are left out."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
+    from confluent_kafka.admin import OffsetSpec
 
     try:
         admin = admin_client(client_conf)
@@ -127,6 +138,8 @@ class KafkaResource(ConfigurableResource):
                            self.sasl_username, self.sasl_password)
 
     def consumer(self, **overrides: str) -> Consumer:
+        from confluent_kafka import Consumer
+
         return Consumer(
             {
                 **self.client_conf(),
@@ -146,6 +159,8 @@ class KafkaResource(ConfigurableResource):
     def producer(self, **overrides: str) -> Producer:
         # One record per batch: the local tansu broker reports the high watermark as the last batch's base
         # offset + 1, so bigger batches would make lag look smaller than it is. Harmless on real Kafka.
+        from confluent_kafka import Producer
+
         return Producer({**self.client_conf(), "batch.num.messages": "1", "linger.ms": "0", **overrides})
 
     def check_reachable(self) -> None:

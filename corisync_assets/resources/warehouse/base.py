@@ -70,6 +70,11 @@ class Warehouse(ConfigurableResource):
         """The scope of one landing run; an implementation may hold a connection across its batches."""
         yield self
 
+    def prepare(self) -> None:
+        """Pay a session's one-time costs (imports, connection) now, inside :meth:`session`. Landing calls it
+        once the consumer is assigned, so that it overlaps the first fetch."""
+        return None
+
     def row_count(self, table: str) -> int:  # pragma: no cover - interface
         raise NotImplementedError
 

@@ -13,13 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import filelock
-import pandas  # noqa: F401  duckdb imports it on the first register(); pay that at import, not in a run
 from pydantic import PrivateAttr
 
 from corisync_assets.cdc.envelope import SNAPSHOT_END, ChangeBatch, Column, check_identifier
 from corisync_assets.resources.warehouse.base import DEAD_LETTERS, LandResult, Warehouse
+from corisync_assets.resources.warehouse.writer_slot import writer_slot_path
 
 
 def q(name: str) -> str:
@@ -82,6 +81,8 @@ class DuckDBWarehouse(Warehouse):
     _in_session: bool = PrivateAttr(default=False)
 
     def _open(self, read_only: bool = False):
+        import duckdb  # here, not at import: the code location loads without it
+
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_s
         while True:
@@ -103,7 +104,7 @@ class DuckDBWarehouse(Warehouse):
     @property
     def lock_path(self) -> str:
         """The writer slot shared by every process that writes this file (lander, raw runs, dbt)."""
-        return self.path + ".writer.lock"
+        return writer_slot_path(self.path)
 
     @contextmanager
     def exclusive(self):
@@ -134,11 +135,16 @@ class DuckDBWarehouse(Warehouse):
             return
         if self._session_con is None:
             self._session_con = self._open()
-            import os  # TEMP experiment
-            for stmt in os.environ.get("CORI_DUCK_PRE", "SET checkpoint_threshold = '1GB'").split(";"):
-                if stmt.strip():
-                    self._session_con.execute(stmt)
+            # checkpoint once when the session closes, not every few batches in the middle of a landing
+            self._session_con.execute("SET checkpoint_threshold = '1GB'")
         yield self._session_con
+
+    def prepare(self) -> None:
+        """Open the session's connection and warm the Arrow conversion: the first Python -> Arrow conversion
+        of a process imports pandas (pyarrow checks for its types), a few tenths of a second."""
+        with self._writer():
+            pass
+        ChangeBatch(table="").to_arrow()
 
     def existing_relations(self, relations):
         if not Path(self.path).exists():

@@ -1,0 +1,81 @@
+"""The dbt automation condition: eager, but never beside a dbt run in progress.
+
+Evaluated with Dagster's own ``evaluate_automation_conditions`` on an ephemeral instance: materializations are
+reported runless (no warehouse, no dbt process) and a dbt run "in progress" is a run record in STARTED state
+whose plan holds one mart. The expected requests are written out here from the dbt project's graph
+(manifest ``parent_map``), not taken from the condition.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from corisync_assets.dbt import DBT_TRANSLATOR, corisync_dbt_assets, corisync_dbt_project
+
+RAW_ENROLLMENTS = dg.AssetKey(["raw_cdc", "enrollments"])
+DIM_USERS = dg.AssetKey(["marts", "dim_users"])
+
+
+def _graph() -> tuple[dict[dg.AssetKey, set[dg.AssetKey]], set[dg.AssetKey]]:
+    """Parents of every dbt model/snapshot (as asset keys) and the raw keys, from the manifest."""
+    manifest = json.loads(corisync_dbt_project.manifest_path.read_text())
+    nodes = {**manifest["nodes"], **manifest["sources"]}
+    built = {uid for uid, n in manifest["nodes"].items() if n["resource_type"] in ("model", "snapshot")}
+    parents = {DBT_TRANSLATOR.get_asset_key(nodes[uid]):
+               {DBT_TRANSLATOR.get_asset_key(nodes[p]) for p in manifest["parent_map"][uid] if p in nodes}
+               for uid in built}
+    raw = {k for deps in parents.values() for k in deps if k.path[0] == "raw_cdc"}
+    return parents, raw
+
+
+def _downstream_of(root: dg.AssetKey, parents: dict[dg.AssetKey, set[dg.AssetKey]]) -> set[dg.AssetKey]:
+    found: set[dg.AssetKey] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {child for child, deps in parents.items() if deps & frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.fixture
+def setup():
+    parents, raw = _graph()
+    unused = dg.ResourceDefinition.none_resource()  # nothing executes here: conditions are only evaluated
+    defs = dg.Definitions(assets=[corisync_dbt_assets, *(dg.AssetSpec(k) for k in sorted(raw, key=str))],
+                          resources={"dbt": unused, "warehouse": unused})
+    instance = dg.DagsterInstance.ephemeral()
+    for key in [*raw, *parents]:  # everything exists: nothing is missing
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    selection = dg.AssetSelection.assets(corisync_dbt_assets)
+    first = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection)
+    return parents, defs, instance, selection, first.cursor
+
+
+def _requested(result: dg.EvaluateAutomationConditionsResult) -> set[dg.AssetKey]:
+    return {r.key for r in result.results if result.get_num_requested(r.key)}
+
+
+def test_a_landing_requests_everything_downstream_in_one_evaluation(setup):
+    parents, defs, instance, selection, cursor = setup
+    instance.report_runless_asset_event(dg.AssetMaterialization(RAW_ENROLLMENTS))
+    result = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=cursor)
+    expected = _downstream_of(RAW_ENROLLMENTS, parents)
+    assert expected and _requested(result) == expected
+
+
+def test_no_request_while_any_dbt_asset_is_in_a_run_then_all_of_it(setup):
+    parents, defs, instance, selection, cursor = setup
+    job = defs.resolve_implicit_global_asset_job_def()
+    run = instance.create_run_for_job(job_def=job, asset_selection=frozenset({DIM_USERS}),
+                                      status=dg.DagsterRunStatus.STARTED)
+    instance.report_runless_asset_event(dg.AssetMaterialization(RAW_ENROLLMENTS))
+
+    during = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=cursor)
+    assert _requested(during) == set(), "automation started a dbt run beside one in progress"
+
+    instance.report_run_canceled(run)
+    after = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=during.cursor)
+    assert _requested(after) == _downstream_of(RAW_ENROLLMENTS, parents)
