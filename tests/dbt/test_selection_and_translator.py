@@ -133,3 +133,12 @@ def test_groups_and_automation() -> None:
     assert all(corisync_dbt_assets.specs_by_key[k].automation_condition is not None for k in corisync_dbt_assets.keys)
     assert dbt_daily_schedule.cron_schedule == "0 5 * * *"
     assert dbt_automation_sensor.name == "dbt_automation_sensor"
+
+
+def test_invocations_start_from_the_code_locations_partial_parse() -> None:
+    """dagster-dbt copies ``$DBT_TARGET_PATH/partial_parse.msgpack`` into each invocation's own target directory;
+    that must be where the code location's parse leaves it, or every build starts with a full parse."""
+    resource = dbt_resource(Settings())
+    target = Path(resource.project_dir) / resource.dbt_env["DBT_TARGET_PATH"]
+    assert target == Path(corisync_dbt_project.manifest_path).parent
+    assert (target / "partial_parse.msgpack").is_file()
