@@ -1,5 +1,6 @@
 """The dbt models, snapshots and tests as Dagster assets and asset checks."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, war
     finally:
         if invocation.adapter is not None:
             invocation.adapter.cleanup_connections()
+        keep_partial_parse(invocation.target_path, invocation.target_path.parent)
         prune_invocation_dirs(invocation.target_path.parent, keep=KEEP_INVOCATION_DIRS)
     if not invocation.is_successful():
         raise invocation.get_error() or RuntimeError("dbt build failed")
@@ -68,6 +70,22 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, war
 def _with_metadata(events: DbtEventIterator, full: bool) -> DbtEventIterator:
     events = events.fetch_row_counts()
     return events.fetch_column_metadata() if full else events
+
+
+def keep_partial_parse(invocation_dir: Path, target_dir: Path) -> bool:
+    """Put the invocation's ``partial_parse.msgpack`` where dagster-dbt takes the next one from.
+
+    dbt reuses a partial parse only if it was made with the same profile, DuckDB path included. The code
+    location's parse may have run with other settings (another home, a test's warehouse), and then every
+    build would parse in full (7 s here) and leave its result in its own directory. After one build, the
+    ones that follow start from a parse made with the profile they run with."""
+    made = invocation_dir / "partial_parse.msgpack"
+    if not made.is_file():
+        return False
+    partial = target_dir / f".partial_parse.msgpack.{os.getpid()}"
+    shutil.copyfile(made, partial)
+    os.replace(partial, target_dir / "partial_parse.msgpack")  # atomic: a build starting now reads either
+    return True
 
 
 def prune_invocation_dirs(target_root: Path, keep: int) -> list[Path]:

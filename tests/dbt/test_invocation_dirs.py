@@ -24,3 +24,18 @@ def test_only_the_newest_invocation_dirs_stay_and_nothing_else_is_touched(tmp_pa
     assert sorted(removed) == sorted(made[:5])
     assert [d.exists() for d in made] == [False] * 5 + [True] * 20
     assert other.is_dir() and (tmp_path / f"{INVOCATION_DIR_PREFIX}not-a-dir").is_file()
+
+
+def test_an_invocations_partial_parse_replaces_the_shared_one(tmp_path):
+    from corisync_assets.dbt.assets import keep_partial_parse
+
+    invocation = tmp_path / f"{INVOCATION_DIR_PREFIX}abc-def"
+    invocation.mkdir()
+    (tmp_path / "partial_parse.msgpack").write_bytes(b"parsed with another profile")
+    assert not keep_partial_parse(invocation, tmp_path)  # a build that wrote none leaves the shared one alone
+    assert (tmp_path / "partial_parse.msgpack").read_bytes() == b"parsed with another profile"
+
+    (invocation / "partial_parse.msgpack").write_bytes(b"parsed with this run's profile")
+    assert keep_partial_parse(invocation, tmp_path)
+    assert (tmp_path / "partial_parse.msgpack").read_bytes() == b"parsed with this run's profile"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [invocation.name, "partial_parse.msgpack"]
