@@ -49,6 +49,8 @@ ARTIFACTS = ROOT / "artifacts" / "bench" / "freshness"
 RESERVED_PORTS = {25432, 29092, 25433, 29093, 25451, 29111, 3000}
 GOALS = {"raw": (5.0, 10.0), "marts": (None, 60.0)}
 
+from corisync_assets.resources.warehouse.writer_slot import writer_slot_path  # noqa: E402  (stdlib only)
+
 
 def free_port() -> int:
     while True:
@@ -99,7 +101,7 @@ class Poller(threading.Thread):
         import duckdb
         import filelock
 
-        slot = filelock.FileLock(self.path + ".writer.lock", timeout=120)
+        slot = filelock.FileLock(writer_slot_path(self.path), timeout=120)
         while not self.stop.wait(self.interval):
             with self.lock:
                 ids = sorted(self.outstanding)
@@ -140,7 +142,7 @@ def read_warehouse(path: str, sql: str) -> list[tuple] | None:
     if not Path(path).exists():
         return None
     try:
-        with filelock.FileLock(path + ".writer.lock", timeout=120):
+        with filelock.FileLock(writer_slot_path(path), timeout=120):
             con = duckdb.connect(path, read_only=True)
             try:
                 return con.execute(sql).fetchall()

@@ -104,12 +104,12 @@ def prune_invocation_dirs(target_root: Path, keep: int) -> list[Path]:
 def _deferred_tests(context: AssetExecutionContext, warehouse: Warehouse) -> list[str]:
     import json
 
-    from corisync_assets.dbt.deferral import tests_to_defer
+    from corisync_assets.dbt.deferral import BUILT_RESOURCE_TYPES, tests_to_defer
 
     manifest = json.loads(corisync_dbt_project.manifest_path.read_text())
     own = set(corisync_dbt_assets.keys)
     nodes = {DBT_TRANSLATOR.get_asset_key(n): (n["schema"], n.get("alias") or n["name"])
-             for n in manifest["nodes"].values() if n["resource_type"] in ("model", "snapshot", "seed")}
+             for n in manifest["nodes"].values() if n["resource_type"] in BUILT_RESOURCE_TYPES}
     existing = warehouse.existing_relations(list(nodes.values()))
     if existing is not None:
         built = {key for key, relation in nodes.items() if relation in existing}

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from dagster import AssetKey, AssetSpec, AutomationCondition, FreshnessPolicy
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
 
+from corisync_assets.dbt.deferral import BUILT_RESOURCE_TYPES
+
 if TYPE_CHECKING:
     from dagster_dbt import DbtProject
 
@@ -41,9 +43,6 @@ def layer_of(dbt_resource_props: Mapping[str, Any]) -> str:
         return "snapshots"
     fqn = dbt_resource_props.get("fqn", [])
     return "marts" if "marts" in fqn[1:-1] else "staging"
-
-
-BUILT_RESOURCE_TYPES = ("model", "snapshot", "seed")
 
 
 def one_dbt_run_at_a_time(dbt_keys: list[AssetKey]) -> AutomationCondition:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -43,6 +42,7 @@ from corisync_assets.local import postgres
 from corisync_assets.local.demo import run_demo
 from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
 from tests.support.pipeline import pg_connect
+from tests.support.processes import stop_process_group
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -158,23 +158,6 @@ class Platform:
                               (f"{tag}@sensor.example",)).fetchone()[0]
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM the process group (daemon, code server, run workers), SIGKILL what is left."""
-    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        if process.poll() is not None:
-            break
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            continue
-    with contextlib.suppress(ProcessLookupError):  # run workers share the group and may outlive the daemon
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 def _away_from_the_hourly_schedule(platform: Platform, margin_s: float = 180.0) -> None:
     """Where the code location has the ``raw_cdc_hourly`` schedule (a raw run at minute 0), a marker committed
     shortly before it would be landed by that run instead of one the lag sensor requested: commit clear of it."""
@@ -224,7 +207,7 @@ def platform(stack: Settings, tmp_path_factory) -> Iterator[Platform]:
                    lambda: set(instance.get_daemon_heartbeats()) >= DAEMONS, timeout=DAEMON_START_S)
         yield p
     finally:
-        _stop(daemon)
+        stop_process_group(daemon, term_wait_s=30)
         instance.dispose()
         for k, v in saved.items():
             if v is None:
@@ -286,7 +269,7 @@ def lander(platform: Platform) -> Iterator[subprocess.Popen]:
     try:
         yield proc
     finally:
-        _stop(proc)
+        stop_process_group(proc, term_wait_s=30)
 
 
 def test_with_the_lander_a_runless_landing_then_automation_builds_the_marts(platform, lander):

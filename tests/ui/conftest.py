@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.processes import stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "ui"
@@ -161,22 +162,6 @@ def _wait_until_loaded(server: Webserver, deadline: float) -> None:
             )
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM the webserver's process group (it and its code server), SIGKILL what is left after 20s."""
-    if process.poll() is not None:
-        return
-    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.fixture(scope="session")
 def webserver() -> Iterator[Webserver]:
     """The project's webserver (workspace.yaml), its code location loaded; stopped at session end."""
@@ -210,7 +195,7 @@ def webserver() -> Iterator[Webserver]:
         _wait_until_loaded(server, deadline=time.monotonic() + LOAD_TIMEOUT_S)
         yield server
     finally:
-        _stop(process)
+        stop_process_group(process, term_wait_s=20)
         shutil.rmtree(home, ignore_errors=True)
 
 

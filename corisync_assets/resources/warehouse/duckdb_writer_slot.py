@@ -20,7 +20,6 @@ Enabled for the ``local`` target in ``dbt_project/profiles.yml``::
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import filelock
@@ -29,7 +28,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from corisync_assets.resources.warehouse.writer_slot import writer_slot_path
 
 #: how long dbt waits for the slot (the lander holds it for a landing cycle; a raw run for its landing)
-TIMEOUT_S = float(os.environ.get("CORISYNC_DBT_WRITER_SLOT_TIMEOUT_S", "600"))
+TIMEOUT_S = 600.0
 
 
 class Plugin(BasePlugin):
