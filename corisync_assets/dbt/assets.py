@@ -4,10 +4,11 @@ import os
 import shutil
 from pathlib import Path
 
-from dagster import AssetExecutionContext, AssetKey
+from dagster import AssetExecutionContext, AssetKey, AssetObservation, MetadataValue, Output
 from dagster_dbt import DbtCliResource, dbt_assets
 from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
 
+from corisync_assets.dbt.deferral import BUILT_RESOURCE_TYPES
 from corisync_assets.dbt.project import corisync_dbt_project
 from corisync_assets.dbt.translator import CorisyncDbtTranslator
 from corisync_assets.resources.warehouse.base import Warehouse
@@ -30,18 +31,23 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, war
     """``dbt build`` of the selected models/snapshots; their tests report as asset checks.
 
     Materializations carry the row count; runs other than automation's also carry the column schema and
-    column lineage (sqlglot, DuckDB and BigQuery dialects alike). Automation runs follow every landing, so
-    they skip what does not change between two landings and costs seconds per run (measured: up to 12 s
-    of a 50 s cycle under `make dev`); the UI shows the schema and lineage of the latest run that has them
-    (the daily build, a launch from the UI).
+    column lineage (sqlglot, DuckDB and BigQuery dialects alike), read through an in-process dbt adapter
+    that dagster-dbt builds before it starts dbt. Automation runs follow every landing, so they skip what
+    does not change between two landings and costs seconds per run: schema and lineage (up to 12 s of a
+    50 s cycle under `make dev`) and, where the warehouse counts tables in one query (DuckDB), the adapter
+    itself: about 2 s before dbt starts, and it made the events wait for dbt's exit (the adapter needs the
+    file dbt holds), so that Dagster recorded them all afterwards (~14 s of a cycle here) instead of while
+    dbt runs. Those runs stream the events live and end with one observation per built table carrying its
+    ``dagster/row_count`` from that one query; views get none (counting a view runs it). The UI shows the
+    schema and lineage of the latest run that has them (the daily build, a launch from the UI).
 
     DuckDB allows one writing process per file. Every writer takes the warehouse's writer slot first (a
     file lock; BigQuery has no such limit and nothing is held): here around the look at which relations
-    exist (``_deferred_tests``); the dbt process takes it itself from its first connection to its exit
-    (plugin ``resources/warehouse/duckdb_writer_slot.py``), so the lander is not held up by dbt's start;
-    and dagster-dbt reads row counts and column metadata through an in-process adapter, so against DuckDB
-    the dbt events are collected until the dbt process has exited and then enriched under the slot
-    (BigQuery streams them). The in-process connections are closed at the end, freeing the file.
+    exist (``_deferred_tests``) and around the row counts; the dbt process takes it itself from its first
+    connection to its exit (plugin ``resources/warehouse/duckdb_writer_slot.py``), so the lander is not
+    held up by dbt's start. Where the in-process adapter is used against DuckDB, the dbt events are
+    therefore collected until the dbt process has exited, then enriched under the slot (BigQuery streams
+    them). The in-process connections are closed at the end, freeing the file.
     """
     args = ["build"]
     with warehouse.exclusive():
@@ -50,9 +56,17 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, war
         context.log.info(f"leaving out {len(deferred)} test(s) whose other parent does not exist yet: {deferred}")
         args += ["--exclude", " ".join(deferred)]
     full_metadata = context.run.tags.get(AUTOMATION_CONDITION_TAG) != "true"
-    invocation = dbt.cli(args, context=context, raise_on_error=False)
+    counts_in_warehouse = not full_metadata and warehouse.counts_tables
+    invocation = dbt.cli(args, context=context, raise_on_error=False, in_process_adapter=not counts_in_warehouse)
     try:
-        if invocation.manifest.get("metadata", {}).get("adapter_type") == "duckdb":
+        if counts_in_warehouse:
+            built: list[AssetKey] = []
+            for event in invocation.stream():  # live: Dagster records each event while dbt runs
+                if isinstance(event, Output):
+                    built.append(context.asset_key_for_output(event.output_name))
+                yield event
+            yield from _table_row_counts(warehouse, _relations(invocation.manifest), built)
+        elif invocation.manifest.get("metadata", {}).get("adapter_type") == "duckdb":
             events = list(invocation.stream())  # until the dbt process exits, releasing the file
             with warehouse.exclusive():
                 yield from _with_metadata(DbtEventIterator(iter(events), invocation), full_metadata)
@@ -70,6 +84,22 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, war
 def _with_metadata(events: DbtEventIterator, full: bool) -> DbtEventIterator:
     events = events.fetch_row_counts()
     return events.fetch_column_metadata() if full else events
+
+
+def _relations(manifest: dict) -> dict[AssetKey, tuple[str, str]]:
+    """(schema, name) of every model and snapshot, by asset key."""
+    return {DBT_TRANSLATOR.get_asset_key(n): (n["schema"], n.get("alias") or n["name"])
+            for n in manifest["nodes"].values() if n["resource_type"] in BUILT_RESOURCE_TYPES}
+
+
+def _table_row_counts(warehouse: Warehouse, relations: dict[AssetKey, tuple[str, str]], built: list[AssetKey]):
+    """An observation with ``dagster/row_count`` for each built table, from one warehouse query."""
+    wanted = {key: relations[key] for key in built if key in relations}
+    with warehouse.exclusive():
+        counts = warehouse.table_row_counts(list(wanted.values())) or {}
+    for key, relation in wanted.items():
+        if relation in counts:
+            yield AssetObservation(asset_key=key, metadata={"dagster/row_count": MetadataValue.int(counts[relation])})
 
 
 def keep_partial_parse(invocation_dir: Path, target_dir: Path) -> bool:
@@ -104,12 +134,11 @@ def prune_invocation_dirs(target_root: Path, keep: int) -> list[Path]:
 def _deferred_tests(context: AssetExecutionContext, warehouse: Warehouse) -> list[str]:
     import json
 
-    from corisync_assets.dbt.deferral import BUILT_RESOURCE_TYPES, tests_to_defer
+    from corisync_assets.dbt.deferral import tests_to_defer
 
     manifest = json.loads(corisync_dbt_project.manifest_path.read_text())
     own = set(corisync_dbt_assets.keys)
-    nodes = {DBT_TRANSLATOR.get_asset_key(n): (n["schema"], n.get("alias") or n["name"])
-             for n in manifest["nodes"].values() if n["resource_type"] in BUILT_RESOURCE_TYPES}
+    nodes = _relations(manifest)
     existing = warehouse.existing_relations(list(nodes.values()))
     if existing is not None:
         built = {key for key, relation in nodes.items() if relation in existing}

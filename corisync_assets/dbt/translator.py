@@ -46,21 +46,33 @@ def layer_of(dbt_resource_props: Mapping[str, Any]) -> str:
 
 
 def one_dbt_run_at_a_time(dbt_keys: list[AssetKey]) -> AutomationCondition:
-    """``eager``, with the whole dbt project as the unit of "in progress".
+    """``eager`` with two changes: the whole dbt project is the unit of "in progress", and only a request
+    counts as handling an update.
 
     Rebuild as soon as anything upstream (ultimately a raw CDC landing) has been updated and nothing
     upstream is missing. Within one evaluation the request propagates down the graph, so a landing
-    requests staging and marts in the same run. ``eager`` waits only while the asset or one of its own
-    parents is in a run; under a steady stream that lets automation start a second dbt run beside the first
-    with the assets the first did not hold, and every later run is such a fragment: the runs then queue for
-    the one DuckDB writer, and a mart waits for a run that includes it. Waiting while *any* dbt asset is in
-    progress makes the runs follow one another, each one the whole set of assets changed since the last.
+    requests staging and marts in the same run.
+
+    * ``eager`` waits only while the asset or one of its own parents is in a run. Under a steady stream
+      that lets automation start a second dbt run beside the first with the assets the first did not hold,
+      and every later run is such a fragment: the runs then queue for the one DuckDB writer, and a mart
+      waits for a run that includes it. Waiting while *any* dbt asset is in progress makes the runs follow
+      one another, each one the whole set of assets changed since the last.
+    * ``eager`` (``since_last_handled``) also forgets an update when the asset materializes afterwards.
+      A landing that arrives while a run is building the asset is then forgotten when that run ends,
+      although the run may have read the raw table before it; and when a run's last materializations are
+      first seen on the same tick as the next landing, the materialization wins (the request that
+      propagates down has no timestamp to compare), so the marts miss the next run and wait one more cycle.
+      Here only a request resets the trigger. That cannot loop: ``any_deps_updated`` ignores a parent's
+      update made by a run that also targeted the asset.
     """
     dbt_in_progress = AutomationCondition.asset_matches(dbt_keys[0], AutomationCondition.in_progress())
     for key in dbt_keys[1:]:
         dbt_in_progress = dbt_in_progress | AutomationCondition.asset_matches(key, AutomationCondition.in_progress())
     return (
-        (AutomationCondition.newly_missing() | AutomationCondition.any_deps_updated()).since_last_handled()
+        (AutomationCondition.newly_missing() | AutomationCondition.any_deps_updated()).since(
+            (AutomationCondition.newly_requested() | AutomationCondition.initial_evaluation()).with_label(
+                "requested"))
         & ~AutomationCondition.any_deps_missing()
         & ~dbt_in_progress.with_label("any dbt asset in progress")
     ).with_label("eager, one dbt run at a time")

@@ -293,7 +293,7 @@ run_coordinator:
     # dbt builds, freshness-check runs and the odd raw catch-up run side by side (the lander lands outside
     # runs; DuckDB writers queue on the warehouse's writer slot, not here)
     max_concurrent_runs: 3
-    dequeue_interval_seconds: 2
+    dequeue_interval_seconds: 1
 telemetry:
   enabled: false
 """

@@ -1,13 +1,15 @@
-"""The dbt automation condition: eager, but never beside a dbt run in progress.
+"""The dbt automation condition: eager, but never beside a dbt run in progress, and no landing forgotten.
 
 Evaluated with Dagster's own ``evaluate_automation_conditions`` on an ephemeral instance: materializations are
-reported runless (no warehouse, no dbt process) and a dbt run "in progress" is a run record in STARTED state
-whose plan holds one mart. The expected requests are written out here from the dbt project's graph
-(manifest ``parent_map``), not taken from the condition.
+reported runless (no warehouse, no dbt process), a dbt run "in progress" is a run record in STARTED state
+whose plan holds one mart, and a "dbt run" that really executes is a stand-in multi-asset with the dbt
+assets' own specs (conditions included) that only reports each selected key. The expected requests are
+written out here from the dbt project's graph (manifest ``parent_map``), not taken from the condition.
 """
 
 from __future__ import annotations
 
+import graphlib
 import json
 
 import dagster as dg
@@ -79,3 +81,58 @@ def test_no_request_while_any_dbt_asset_is_in_a_run_then_all_of_it(setup):
     instance.report_run_canceled(run)
     after = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=during.cursor)
     assert _requested(after) == _downstream_of(RAW_ENROLLMENTS, parents)
+
+
+def test_a_landing_during_a_run_is_not_forgotten_when_that_run_materializes(setup):
+    """The run in progress may have read the raw table before the landing: its materializations must not
+    count as having handled it (``eager`` forgets it, and the marts wait for the next landing)."""
+    parents, defs, instance, selection, cursor = setup
+    job = defs.resolve_implicit_global_asset_job_def()
+    downstream = _downstream_of(RAW_ENROLLMENTS, parents)
+    run = instance.create_run_for_job(job_def=job, asset_selection=frozenset(downstream),
+                                      status=dg.DagsterRunStatus.STARTED)
+    instance.report_runless_asset_event(dg.AssetMaterialization(RAW_ENROLLMENTS))
+    during = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=cursor)
+    assert _requested(during) == set()
+
+    for key in downstream:  # the run in progress builds everything, then ends
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    instance.report_run_canceled(run)
+    after = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=during.cursor)
+    assert _requested(after) == downstream
+
+
+def test_a_run_that_built_parents_and_children_together_requests_nothing_more():
+    """Only a request resets the trigger: a staging model materialized by the run that also built the marts
+    must not request the marts again (no run after every run)."""
+    parents, raw = _graph()
+    specs = list(corisync_dbt_assets.specs)
+
+    @dg.multi_asset(specs=specs, can_subset=True, name="dbt_stand_in")
+    def stand_in(context):
+        for key in graphlib.TopologicalSorter(parents).static_order():  # parents first, as dbt builds
+            if key in context.selected_asset_keys:
+                yield dg.MaterializeResult(asset_key=key)
+
+    defs = dg.Definitions(assets=[stand_in, *(dg.AssetSpec(k) for k in sorted(raw, key=str))])
+    instance = dg.DagsterInstance.ephemeral()
+    selection = dg.AssetSelection.assets(stand_in)
+    cursor = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection).cursor
+    for key in raw:
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    first = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=cursor)
+    assert _requested(first) == set().union(*(_downstream_of(k, parents) for k in raw))
+
+    # execute what was requested in one run, as the automation sensor would, then evaluate two more ticks
+    built = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=sorted(_requested(first), key=str))
+    assert built.success
+    cursor = first.cursor
+    for _ in range(2):
+        tick = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=cursor)
+        cursor = tick.cursor
+        assert _requested(tick) == set(), "a run's own materializations requested another run"
+
+    instance.report_runless_asset_event(dg.AssetMaterialization(RAW_ENROLLMENTS))
+    landing = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=cursor)
+    assert _requested(landing) == _downstream_of(RAW_ENROLLMENTS, parents)

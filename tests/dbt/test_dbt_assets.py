@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from corisync_assets.dbt import corisync_dbt_assets, dbt_asset_keys, dbt_resource
+from corisync_assets.dbt.assets import AUTOMATION_CONDITION_TAG
 from corisync_assets.environment import warehouse_resource
 from tests.dbt import expected
 from tests.dbt.conftest import BuiltWarehouse
@@ -54,6 +55,34 @@ def test_materializations_carry_row_counts_schema_and_lineage(built: BuiltWareho
     # views get schema but no row count (dagster-dbt does not count views)
     stg = by_key[dg.AssetKey(["staging", "stg_users"])]
     assert "dagster/column_schema" in stg and "dagster/row_count" not in stg
+
+
+def test_automation_builds_count_table_rows_in_the_warehouse_without_dbts_in_process_adapter(
+        built: BuiltWarehouse) -> None:
+    """An automation run (tagged as Dagster tags them) streams materializations without schema or lineage and
+    records each table's row count, from one warehouse query, as an observation."""
+    funnel, users = dg.AssetKey(["marts", "mart_enrollment_funnel"]), dg.AssetKey(["staging", "stg_users"])
+    result = dg.materialize(
+        [corisync_dbt_assets], selection=[funnel, users],
+        resources={"dbt": dbt_resource(built.settings), "warehouse": warehouse_resource(built.settings)},
+        instance=dg.DagsterInstance.ephemeral(), tags={AUTOMATION_CONDITION_TAG: "true"},
+    )
+    assert result.success
+    materialized = {e.asset_key: e.step_materialization_data.materialization.metadata
+                    for e in result.get_asset_materialization_events()}
+    assert set(materialized) == {funnel, users}
+    assert "dagster/column_schema" not in materialized[funnel]
+    observations = [e.event_specific_data.asset_observation for e in result.all_events
+                    if e.event_type == dg.DagsterEventType.ASSET_OBSERVATION]
+    row_counts = {o.asset_key: o.metadata["dagster/row_count"].value
+                  for o in observations if "dagster/row_count" in o.metadata}
+    assert row_counts == {funnel: len(expected.enrollment_funnel(built.platform))}  # a view is not counted
+
+
+def test_the_in_process_adapter_is_built_only_when_asked_for(built: BuiltWarehouse) -> None:
+    dbt = dbt_resource(built.settings)
+    assert dbt.cli(["debug", "--config-dir"], in_process_adapter=False).wait().adapter is None
+    assert dbt.cli(["debug", "--config-dir"]).wait().adapter is not None
 
 
 def test_enrollment_funnel(built: BuiltWarehouse) -> None:

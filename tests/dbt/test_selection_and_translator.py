@@ -135,6 +135,16 @@ def test_groups_and_automation() -> None:
     assert dbt_automation_sensor.name == "dbt_automation_sensor"
 
 
+def test_automation_runs_carry_the_dbt_tests_but_not_the_marts_freshness_checks() -> None:
+    from corisync_assets.dbt import dbt_definitions, marts_freshness_checks
+    from corisync_assets.environment import settings
+
+    graph = dbt_definitions(settings()).resolve_asset_graph()
+    checks = dbt_automation_sensor.asset_selection.resolve_checks(graph)
+    assert set(corisync_dbt_assets.check_keys) <= checks
+    assert not checks & {k for c in marts_freshness_checks for k in c.check_keys}
+
+
 def test_invocations_start_from_the_code_locations_partial_parse() -> None:
     """dagster-dbt copies ``$DBT_TARGET_PATH/partial_parse.msgpack`` into each invocation's own target directory;
     that must be where the code location's parse leaves it, or every build starts with a full parse."""

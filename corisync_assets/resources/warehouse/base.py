@@ -59,6 +59,16 @@ class Warehouse(ConfigurableResource):
         cheaply (callers then fall back to what the Dagster instance recorded)."""
         return None
 
+    def table_row_counts(self, relations: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int] | None:
+        """Row counts of the tables (not views) among (schema, name), in one cheap round trip; None when this
+        warehouse has no such way (dbt runs then count through dagster-dbt's in-process adapter)."""
+        return None
+
+    @property
+    def counts_tables(self) -> bool:
+        """Whether :meth:`table_row_counts` answers (the subclass implements it)."""
+        return type(self).table_row_counts is not Warehouse.table_row_counts
+
     def fold(self, force: bool = False) -> dict | None:
         """Bring current-state tables up to the landed changelog, if this warehouse defers that (BigQuery
         folds on its own bounded cadence; ``force`` folds now, e.g. at the end of a raw run); return
