@@ -12,6 +12,9 @@ materializations.
 import time
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -28,6 +31,10 @@ from corisync_assets.resources.warehouse.base import Warehouse
 
 RAW_GROUP = "raw_cdc"
 SOURCE_GROUP = "tc4a_postgres"
+#: the asset check on every raw asset: no event of the table is held in the dead-letter table
+DEAD_LETTER_CHECK = "no_dead_letters"
+#: errors listed per table in the check's metadata (the most frequent first)
+DEAD_LETTER_ERRORS_SHOWN = 5
 
 
 def warehouse_table(schema: str, table: str) -> str:
@@ -87,9 +94,26 @@ def report_metadata(report: TableReport, row_count: int | None = None, feed: Fee
         metadata["source_transactions_landed"] = feed.transactions
         metadata["events_waiting_for_transaction_end"] = feed.held
         metadata["events_released_without_transaction_end"] = feed.forced
+    if report.type_fallbacks:
+        metadata["type_warnings"] = MetadataValue.json(dict(sorted(report.type_fallbacks.items())))
     if row_count is not None:
         metadata["dagster/row_count"] = row_count
     return metadata
+
+
+def dead_letter_check(key: AssetKey, held: dict[str, int], this_run: int) -> dict:
+    """The ERROR-severity result of :data:`DEAD_LETTER_CHECK` (the arguments of ``AssetCheckResult`` in a
+    run, of ``AssetCheckEvaluation`` from the lander). It fails while the warehouse holds dead letters of the
+    table (``held``: error -> count), so a run that lands nothing new after one that dead-lettered events
+    does not turn the asset green over rows that never landed."""
+    total = sum(held.values())
+    errors = sorted(held.items(), key=lambda item: (-item[1], item[0]))[:DEAD_LETTER_ERRORS_SHOWN]
+    return dict(
+        asset_key=key, check_name=DEAD_LETTER_CHECK, passed=not held, severity=AssetCheckSeverity.ERROR,
+        metadata={"dead_letters_held": total, "dead_letters_this_run": this_run,
+                  "errors": MetadataValue.json(dict(errors))},
+        description=f"{total} event(s) held in the dead-letter table" if held else None,
+    )
 
 
 def raw_asset_specs(connector: ConnectorConfig) -> list[AssetSpec]:
@@ -117,6 +141,9 @@ def build_raw_cdc_assets(connector: ConnectorConfig) -> list[AssetsDefinition]:
     @multi_asset(
         name="raw_cdc",
         specs=specs,
+        check_specs=[AssetCheckSpec(DEAD_LETTER_CHECK, asset=spec.key, blocking=False,
+                                    description="No event of this table is held in the dead-letter table.")
+                     for spec in specs],
         can_subset=False,
         description="Land the pending CDC events of every captured table in whole source transactions.",
     )
@@ -126,11 +153,19 @@ def build_raw_cdc_assets(connector: ConnectorConfig) -> list[AssetsDefinition]:
         folded = warehouse.fold(force=True)
         if folded:
             context.log.info(f"folded changelog into current state: {folded}")
+        held = warehouse.dead_letter_summary()
         for name, key in by_table.items():
             t = report.tables[name]
+            for column, why in sorted(t.type_fallbacks.items()):
+                context.log.warning(f"{t.table}.{column}: {why}")
             context.log.info(f"{t.topic}: {t.new_events} new events landed ({dict(t.ops)}), "
                              f"{t.duplicates} already landed, {t.dead_letters} dead letters")
-            row_count = warehouse.row_count(name) if t.batches else None
+            # a table every event of which went to dead letters may not exist yet
+            row_count = warehouse.row_count(name) if t.new_events or t.duplicates else None
             yield MaterializeResult(asset_key=key, metadata=report_metadata(t, row_count, report))
+            check = dead_letter_check(key, held.get(name, {}), t.dead_letters)
+            if not check["passed"]:
+                context.log.error(f"{name}: {check['description']}: {check['metadata']['errors'].value}")
+            yield AssetCheckResult(**check)
 
     return [_raw_cdc]

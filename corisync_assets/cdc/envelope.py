@@ -39,13 +39,20 @@ def check_identifier(name: str, what: str = "identifier") -> str:
 
 @dataclass(frozen=True)
 class Column:
-    """A captured column with its portable logical type (each warehouse maps it to SQL)."""
+    """A captured column with its portable logical type (each warehouse maps it to SQL).
+
+    Logical types: int16 int32 int64 float32 float64 bool string decimal date time timetz timestamp
+    timestamptz json array bytes, and ``text`` for a value this code has no faithful mapping for: it lands as
+    the exact text of its wire value (a JSON value's text; a string as is), and ``fallback`` says why (it is
+    reported as a warning in the run's metadata). ``scale`` of time and timestamp: 3 (ms), 6 (us), 9 (ns).
+    """
 
     name: str
-    logical_type: str  # int16 int32 int64 float32 float64 bool string decimal date timestamp timestamptz json bytes
+    logical_type: str
     precision: int | None = None
     scale: int | None = None
     source_type: str | None = None
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,23 @@ class TableSchema:
         return [c.name for c in self.columns]
 
 
+#: Debezium semantic types of time of day: the Connect value counts units since midnight
+TIME_SCALES = {"io.debezium.time.Time": 3, "org.apache.kafka.connect.data.Time": 3,
+               "io.debezium.time.MicroTime": 6, "io.debezium.time.NanoTime": 9}
+#: ... of timestamps without zone: units since the epoch
+TIMESTAMP_SCALES = {"io.debezium.time.Timestamp": 3, "org.apache.kafka.connect.data.Timestamp": 3,
+                    "io.debezium.time.MicroTimestamp": 6, "io.debezium.time.NanoTimestamp": 9}
+#: ... of dates: days since the epoch
+DATE_SEMANTICS = {"io.debezium.time.Date", "org.apache.kafka.connect.data.Date"}
+_CONNECT_TYPES = {"int8": "int16", "int16": "int16", "int32": "int32", "int64": "int64", "float": "float32",
+                  "float32": "float32", "double": "float64", "float64": "float64", "boolean": "bool",
+                  "string": "string", "bytes": "bytes"}
+
+
 def _column_from_field(f: dict[str, Any]) -> Column:
+    """The column's logical type from its Connect field: the Debezium semantic type (``name``) first, then
+    the Connect type. A string whose semantic type is unknown here (uuid, xml, enum, inet, ...) is that
+    value's text already; any other unknown lands as ``text`` with the reason in ``fallback``."""
     name = check_identifier(f["field"], "column")
     if name.startswith(RESERVED_PREFIX):
         raise ValueError(f"column {name!r} uses the reserved prefix {RESERVED_PREFIX!r}")
@@ -66,9 +89,13 @@ def _column_from_field(f: dict[str, Any]) -> Column:
     source_type = params.get("__debezium.source.column.type")
     if semantic == "io.debezium.time.ZonedTimestamp":
         return Column(name, "timestamptz", source_type=source_type)
-    if semantic in ("io.debezium.time.MicroTimestamp", "io.debezium.time.Timestamp"):
-        return Column(name, "timestamp", scale=6 if "Micro" in semantic else 3, source_type=source_type)
-    if semantic == "io.debezium.time.Date":
+    if semantic in TIMESTAMP_SCALES:
+        return Column(name, "timestamp", scale=TIMESTAMP_SCALES[semantic], source_type=source_type)
+    if semantic in TIME_SCALES:
+        return Column(name, "time", scale=TIME_SCALES[semantic], source_type=source_type)
+    if semantic == "io.debezium.time.ZonedTime":
+        return Column(name, "timetz", source_type=source_type)
+    if semantic in DATE_SEMANTICS:
         return Column(name, "date", source_type=source_type)
     if semantic == "io.debezium.data.Json":
         return Column(name, "json", source_type=source_type)
@@ -80,12 +107,12 @@ def _column_from_field(f: dict[str, Any]) -> Column:
         scale = params.get("__debezium.source.column.scale")
         precision = int(length) if length and int(length) > 0 and int(length) < 1000 else None
         return Column(name, "decimal", precision, int(scale) if scale is not None else None, source_type)
-    mapping = {"int8": "int16", "int16": "int16", "int32": "int32", "int64": "int64", "float": "float32",
-               "float32": "float32", "double": "float64", "float64": "float64", "boolean": "bool",
-               "string": "string", "bytes": "bytes"}
-    if ctype not in mapping:
-        raise ValueError(f"column {name!r} has unsupported Connect type {ctype!r}")
-    return Column(name, mapping[ctype], source_type=source_type)
+    if ctype == "array":  # a JSON array of the elements (NULL elements, quotes, commas and nesting kept)
+        return Column(name, "array", source_type=source_type)
+    if ctype == "string" or (semantic is None and ctype in _CONNECT_TYPES):
+        return Column(name, _CONNECT_TYPES[ctype], source_type=source_type)
+    why = f"Debezium type {semantic!r} ({ctype})" if semantic else f"Connect type {ctype!r}"
+    return Column(name, "text", source_type=source_type, fallback=f"{why} has no mapping: landed as its exact text")
 
 
 def table_schema_from_envelope(value_schema: dict[str, Any], key_schema: dict[str, Any] | None) -> TableSchema:

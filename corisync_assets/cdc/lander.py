@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dagster import AssetKey, AssetMaterialization
+from dagster import AssetCheckEvaluation, AssetKey, AssetMaterialization
 
-from corisync_assets.cdc.assets import RAW_GROUP, report_metadata, routes
+from corisync_assets.cdc.assets import RAW_GROUP, dead_letter_check, report_metadata, routes
 from corisync_assets.cdc.connector_config import ConnectorConfig
 from corisync_assets.cdc.landing import ChangeFeed, FeedReport, new_report
 from corisync_assets.resources.kafka import KafkaResource
@@ -128,6 +128,12 @@ class Lander:
                 for name, t in report.tables.items()
                 if t.new_events or t.dead_letters
             ]
+        # a cycle that dead-lettered events fails the table's check at once (runs re-evaluate it from the
+        # warehouse, where the dead letters stay until replayed)
+        events += [
+            AssetCheckEvaluation(**dead_letter_check(AssetKey([RAW_GROUP, name]), t.dead_letter_errors, t.dead_letters))
+            for name, t in report.tables.items() if t.dead_letters
+        ]
         try:
             folded = self.warehouse.fold()
         except Exception:  # the changelog is safe; the next due fold takes these cycles too

@@ -56,9 +56,16 @@ class TableReport:
     offsets: dict[int, tuple[int, int]] = field(default_factory=dict)  # partition -> (first, last) landed
     max_source_ts_ms: int | None = None
     lag_after: dict[tuple[str, int], LagInfo] = field(default_factory=dict)
+    #: column -> why it landed as its exact text (no faithful mapping for its type)
+    type_fallbacks: dict[str, str] = field(default_factory=dict)
+    #: error -> dead letters of this run or cycle (as decoded; the warehouse drops ones it already holds)
+    dead_letter_errors: Counter = field(default_factory=Counter)
 
     def add(self, batch: ChangeBatch, result: LandResult) -> None:
         self.batches += 1
+        if batch.schema is not None:
+            self.type_fallbacks.update({c.name: c.fallback for c in batch.schema.columns if c.fallback})
+        self.dead_letter_errors.update(d.error for d in batch.dead_letters)
         self.messages += batch.messages
         self.new_events += result.new_events
         self.duplicates += result.duplicates

@@ -183,6 +183,7 @@ def test_dead_letters_land_once(bq_warehouse: BigQueryWarehouse) -> None:
     assert restarted(bq_warehouse).land(batch) == LandResult(1, 0, 2)  # a new process appends them again
     assert bq_warehouse.fold(force=True)["dead_letters"] == 0
     assert bq_warehouse.row_count(DEAD_LETTERS) == 2
+    assert bq_warehouse.dead_letter_summary() == {"courses": {dead[0]["error"]: 1, dead[1]["error"]: 1}}
 
 
 # --- the same batches through DuckDB (the reference) and BigQuery --------------------------------------
@@ -431,3 +432,30 @@ def test_from_settings() -> None:
     assert wh.grpc_host == "127.0.0.1:10009"  # the emulator's gRPC port: REST port + 10
     with pytest.raises(ConfigError, match="CORISYNC_GCP_PROJECT"):
         BigQueryWarehouse.from_settings(Settings())
+
+
+def test_times_arrays_and_unknown_types(bq_warehouse: BigQueryWarehouse) -> None:
+    """The column types of tests/cdc/test_column_types.py (there against DuckDB), appended and folded: TIME from
+    milli/micro/nanoseconds, JSON arrays (NULL elements, quotes, commas, nesting), DATETIME from nanoseconds (kept
+    to micros, BigQuery's precision), the exact text of a time with zone and of values without a mapping.
+    GoogleSQL's TIME ends at 23:59:59.999999, so Postgres' 24:00:00 (row 2) is not compared here."""
+    from datetime import timedelta
+
+    from tests.cdc.test_column_types import ROWS, _batch
+
+    assert bq_warehouse.land(_batch(ROWS)) == LandResult(len(ROWS), 0, 0)
+    bq_warehouse.fold(force=True)
+    got = {r["id"]: r for r in rows(bq_warehouse, "samples", "id")}
+    assert sorted(got) == [r["id"] for r in ROWS]
+    midnight = datetime(2000, 1, 1)
+    for want in ROWS:
+        row = got[want["id"]]
+        if want["t_us"] < 86_400_000_000:
+            assert row["t_us"] == (midnight + timedelta(microseconds=want["t_us"])).time()
+        assert row["t_ms"] == (midnight + timedelta(milliseconds=want["t_ms"])).time()
+        assert row["t_ns"] == (midnight + timedelta(microseconds=want["t_ns"] // 1000)).time()
+        assert row["t_tz"] == want["t_tz"]
+        assert row["ts_ns"] == datetime(1970, 1, 1) + timedelta(microseconds=want["ts_ns"] // 1000)
+        assert row["labels"] == want["labels"] and row["grid"] == want["grid"]
+        assert row["span"] == (str(want["span"]) if want["span"] is not None else None)
+        assert (json.loads(row["spot"]) if row["spot"] is not None else None) == want["spot"]

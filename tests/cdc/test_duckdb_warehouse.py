@@ -102,6 +102,13 @@ def test_dead_letters_land_once(wh):
     assert row == [("courses", "tc4a.public.courses", 0, 0, row[0][4], "garbage")]
     assert "not" in row[0][4]
     assert [r["course_id"] for r in current(wh)] == [1]
+    assert wh.dead_letter_summary() == {"courses": {row[0][4]: 1}}
+
+
+def test_no_dead_letters_no_summary(wh):
+    assert wh.dead_letter_summary() == {}
+    wh.land(batch_of([envelope("c", 1, None, course_row(1), lsn=10, txid=1, ts_ms=1)]))
+    assert wh.dead_letter_summary() == {}
 
 
 def test_new_source_column_is_added(wh):

@@ -7,6 +7,7 @@ hold (a baseline), so tests do not depend on each other's order, even after one 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -187,6 +188,14 @@ def test_poison_message_goes_to_dead_letters_and_ingestion_goes_on(pipe, pg, sta
     assert len(dead) == 1 and dead[0][0] == pipe.topic("users") and "not JSON" in dead[0][3]
     assert {first, second} <= landed
     assert_equal_to_postgres(pg, pipe.warehouse, "users")
+    # loud: the users asset's ERROR check fails, says how many and why; other tables' checks pass
+    name, passed, meta = pipe.checks["users"]
+    assert (name, passed, meta["dead_letters_held"], meta["dead_letters_this_run"]) == ("no_dead_letters", False, 1, 1)
+    assert list(meta["errors"]) == [dead[0][3]]
+    assert all(pipe.checks[t][1] for t in TABLES if t != "users")
+    # and it stays failed while the dead letter is held, even in a run that lands nothing new
+    pipe.materialize()
+    assert pipe.checks["users"][1] is False and pipe.checks["users"][2]["dead_letters_this_run"] == 0
 
 
 CRASHING_LAND = textwrap.dedent("""
@@ -270,3 +279,64 @@ def test_broker_restart_converges_and_offsets_are_not_identity(pipe, pg, stack):
     assert reused > 0  # offsets were reused after the restart, yet nothing was taken for already landed
     for table in TABLES:
         assert_equal_to_postgres(pg, pipe.warehouse, table)
+
+
+TYPE_SAMPLES_DDL = """
+CREATE TABLE IF NOT EXISTS type_samples (
+  id bigint PRIMARY KEY, t time, ttz timetz, labels text[], counts integer[], ref uuid, doc xml, addr inet,
+  span interval)"""
+TYPE_SAMPLES_ROWS = [
+    (1, "12:34:56.123456", "14:30:00.5+02", ["a", "b,c", None, 'q"t', "{x}", "ñ"], [1, None, 3],
+     "0b6f6c2e-8f0e-4d7a-9a43-0d2f1e3c4b5a", "<a x=\"1\">t</a>", "10.1.2.3/8", "1 hour 2 minutes 3.5 seconds"),
+    (2, "24:00:00", "00:00:00-05", [], None, None, None, "::1", None),
+    (3, None, None, None, [], None, None, None, "-3 days"),
+]
+
+
+def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatch):
+    """Times, arrays, uuid/xml/inet and an interval (no mapping: its exact wire text, with a warning) through
+    Postgres -> the real Debezium connector -> landing; expected values from Postgres itself. The table is added
+    to a copy of the connector config and the runner restarted with it (restored afterwards)."""
+    pg.execute(TYPE_SAMPLES_DDL)
+    config = json.loads(stack.connector_config.read_text())
+    config["config"]["table.include.list"] += ",public.type_samples"
+    path = tmp_path / "connector.json"
+    path.write_text(json.dumps(config))
+    try:
+        monkeypatch.setenv("CORISYNC_CONNECTOR_CONFIG", str(path))
+        local_stack.stop_debezium(stack)
+        local_stack.start_debezium(stack)
+        pipe = Pipeline(stack.model_copy(update={"connector_config": path}), tmp_path / "warehouse.duckdb")
+        pg.execute("DELETE FROM type_samples")
+        with pg.cursor() as cur:
+            cur.executemany("INSERT INTO type_samples VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                            TYPE_SAMPLES_ROWS)
+        deadline, metadata = time.monotonic() + 90, {}
+        while time.monotonic() < deadline:
+            metadata = {**metadata, **{k: v for k, v in pipe.materialize().items() if v["events_landed"]}}
+            if changelog_len(pipe, "type_samples") >= len(TYPE_SAMPLES_ROWS):
+                break
+            time.sleep(1)
+        want = pg.execute(
+            "SELECT id, t::text, (ttz AT TIME ZONE 'UTC')::text, array_to_json(labels)::text, "
+            "array_to_json(counts)::text, ref::text, doc::text, nullif(format('%s', addr), ''), "
+            "(extract(epoch FROM span) * 1000000)::bigint::text FROM type_samples ORDER BY id").fetchall()
+        with pipe.warehouse.connect(read_only=True) as con:
+            got = con.execute(
+                "SELECT id, CAST(t AS VARCHAR), CAST(ttz AS VARCHAR), CAST(labels AS VARCHAR), "
+                "CAST(counts AS VARCHAR), ref, doc, addr, span FROM raw_cdc.type_samples ORDER BY id").fetchall()
+            dead = con.execute("SELECT count(*) FROM raw_cdc._dead_letters WHERE source_table = 'type_samples'"
+                               ).fetchone()[0] if "_dead_letters" in {r[0] for r in con.execute(
+                                   "SELECT table_name FROM information_schema.tables").fetchall()} else 0
+        assert dead == 0
+        assert len(got) == len(want) == len(TYPE_SAMPLES_ROWS)
+        for g, w in zip(got, want, strict=True):
+            json_cols = (3, 4)
+            assert [json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(g)] == \
+                   [json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(w)], g[0]
+        assert set(metadata["type_samples"]["type_warnings"]) == {"span"}
+    finally:
+        monkeypatch.delenv("CORISYNC_CONNECTOR_CONFIG")
+        local_stack.stop_debezium(stack)
+        local_stack.start_debezium(stack)
+        pg.execute("DROP TABLE IF EXISTS type_samples")

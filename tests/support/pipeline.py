@@ -59,6 +59,9 @@ class Pipeline:
         for event in result.get_asset_materialization_events():
             mat = event.event_specific_data.materialization
             out[mat.asset_key.path[-1]] = {k: v.value for k, v in mat.metadata.items()}
+        #: table -> (check name, passed, metadata) of the run's asset checks
+        self.checks = {e.asset_key.path[-1]: (e.check_name, e.passed, {k: v.value for k, v in e.metadata.items()})
+                       for e in result.get_asset_check_evaluations()}
         return out
 
     def lag(self) -> dict[str, int]:

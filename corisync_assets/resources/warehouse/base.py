@@ -18,6 +18,8 @@ from corisync_assets.cdc.envelope import ChangeBatch, check_identifier
 
 CHANGELOG_SUFFIX = "__changelog"
 DEAD_LETTERS = "_dead_letters"
+#: the SQL of ``Warehouse.dead_letter_summary`` (both dialects), ``{table}`` the dead-letter table's reference
+DEAD_LETTER_SUMMARY_SQL = "SELECT source_table, error, count(*) FROM {table} GROUP BY source_table, error"
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,16 @@ class Warehouse(ConfigurableResource):
         return None
 
     def row_count(self, table: str) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def dead_letter_summary(self) -> dict[str, dict[str, int]]:
+        """Dead letters held in the warehouse: source table -> error -> count (empty before the first)."""
+        summary: dict[str, dict[str, int]] = {}
+        for table, error, n in self._dead_letter_rows():
+            summary.setdefault(table, {})[error] = int(n)
+        return summary
+
+    def _dead_letter_rows(self) -> list[tuple[str, str, int]]:  # pragma: no cover - interface
         raise NotImplementedError
 
     @property

@@ -57,7 +57,12 @@ from pydantic import Field, PrivateAttr
 
 from corisync_assets.cdc.envelope import SNAPSHOT_END, ChangeBatch, Column, TableSchema, check_identifier
 from corisync_assets.environment import ConfigError, Settings
-from corisync_assets.resources.warehouse.base import DEAD_LETTERS, LandResult, Warehouse
+from corisync_assets.resources.warehouse.base import (
+    DEAD_LETTER_SUMMARY_SQL,
+    DEAD_LETTERS,
+    LandResult,
+    Warehouse,
+)
 
 #: BigQuery's NUMERIC holds 29 integer and 9 fractional digits, BIGNUMERIC 38 and 38.
 _NUMERIC_INT, _NUMERIC_SCALE, _BIGNUMERIC_INT, _BIGNUMERIC_SCALE = 29, 9, 38, 38
@@ -89,8 +94,10 @@ def bq_type(col: Column) -> str:
         return "STRING"  # unconstrained numeric: keep the exact text rather than round it (as DuckDB)
     return {
         "int16": "INT64", "int32": "INT64", "int64": "INT64", "float32": "FLOAT64", "float64": "FLOAT64",
-        "bool": "BOOL", "string": "STRING", "date": "DATE", "timestamp": "DATETIME",
-        "timestamptz": "TIMESTAMP", "json": "JSON", "bytes": "BYTES",
+        "bool": "BOOL", "string": "STRING", "date": "DATE", "time": "TIME", "timestamp": "DATETIME",
+        "timestamptz": "TIMESTAMP", "json": "JSON", "array": "JSON", "bytes": "BYTES",
+        # GoogleSQL has no time with zone: its exact text; values without a mapping: their exact text
+        "timetz": "STRING", "text": "STRING",
     }[t]
 
 
@@ -105,9 +112,28 @@ def schema_field(col: Column):
     return bigquery.SchemaField(col.name, t)
 
 
+def wire_ref(col: Column, doc: str, path: str) -> str:
+    """The column's wire value at JSONPath `path` of the JSON text `doc`: a scalar's text (JSON_VALUE); an
+    array as JSON text; for ``text`` columns whichever of the two the value is."""
+    query = f"NULLIF(JSON_QUERY({doc}, '{path}'), 'null')"
+    if col.logical_type == "array":
+        return query
+    if col.logical_type == "text":
+        return f"COALESCE(JSON_VALUE({doc}, '{path}'), {query})"
+    return f"JSON_VALUE({doc}, '{path}')"
+
+
+#: units -> the expression turning `ref` (an integer in those units, as text) into INT64 microseconds
+_TO_MICROS = {3: "CAST({ref} AS INT64) * 1000", 6: "CAST({ref} AS INT64)", 9: "DIV(CAST({ref} AS INT64), 1000)"}
+
+
 def sql_value(col: Column, ref: str) -> str:
-    """Expression converting the wire value `ref` (JSON_VALUE text) to the column's type."""
+    """Expression converting the wire value `ref` (see wire_ref) to the column's type."""
     t = col.logical_type
+    if t == "time":  # units since midnight (GoogleSQL's TIME ends at 23:59:59.999999: 24:00:00 wraps to 0)
+        return f"TIME_ADD(TIME '00:00:00', INTERVAL {_TO_MICROS[col.scale].format(ref=ref)} MICROSECOND)"
+    if t == "array":
+        return f"PARSE_JSON({ref})"
     if t in ("int16", "int32", "int64"):
         return f"CAST({ref} AS INT64)"
     if t in ("float32", "float64"):
@@ -116,9 +142,8 @@ def sql_value(col: Column, ref: str) -> str:
         return f"CAST({ref} AS BOOL)"
     if t == "date":  # days since the epoch
         return f"DATE_FROM_UNIX_DATE(CAST({ref} AS INT64))"
-    if t == "timestamp":  # naive timestamp as micro- or milliseconds since the epoch
-        fn = "TIMESTAMP_MICROS" if col.scale == 6 else "TIMESTAMP_MILLIS"
-        return f"DATETIME({fn}(CAST({ref} AS INT64)), 'UTC')"
+    if t == "timestamp":  # naive timestamp as milli-, micro- or nanoseconds since the epoch (kept to micros)
+        return f"DATETIME(TIMESTAMP_MICROS({_TO_MICROS[col.scale].format(ref=ref)}), 'UTC')"
     if t == "timestamptz":  # ISO-8601 text with zone
         return f"CAST({ref} AS TIMESTAMP)"
     if t == "json":  # Debezium's io.debezium.data.Json: the JSON document as a string
@@ -508,6 +533,15 @@ class BigQueryWarehouse(Warehouse):
     def row_count(self, table: str) -> int:
         return self._query(f"SELECT COUNT(*) AS n FROM {self._sql_ref(table)}")[0][0]
 
+    def _dead_letter_rows(self):
+        from google.api_core.exceptions import NotFound
+
+        try:
+            return [tuple(r) for r in self._query(DEAD_LETTER_SUMMARY_SQL.format(
+                table=self._sql_ref(DEAD_LETTERS)))]
+        except NotFound:  # nothing dead-lettered yet
+            return []
+
     def existing_relations(self, relations: Sequence[tuple[str, str]]) -> set[tuple[str, str]] | None:
         """Tables and views among (dataset, name), from tables.list (REST, no job)."""
         from google.api_core.exceptions import NotFound
@@ -791,8 +825,10 @@ END IF;"""
         by_name = {c.name: c for c in schema.columns}
 
         def raw(col: Column) -> str:  # deletes carry the primary key in the Kafka key only
-            ref = f"JSON_VALUE(_cdc_payload, '$.after.{col.name}')"
-            return f"COALESCE({ref}, JSON_VALUE(_cdc_key, '$.{col.name}'))" if col.name in schema.primary_key else ref
+            ref = wire_ref(col, "_cdc_payload", f"$.after.{col.name}")
+            if col.name in schema.primary_key:
+                return f"COALESCE({ref}, {wire_ref(col, '_cdc_key', f'$.{col.name}')})"
+            return ref
 
         names = [check_identifier(c.name, "column") for c in schema.columns]
         cols = ", ".join(f"`{n}`" for n in names)

@@ -17,7 +17,12 @@ import filelock
 from pydantic import PrivateAttr
 
 from corisync_assets.cdc.envelope import SNAPSHOT_END, ChangeBatch, Column, check_identifier
-from corisync_assets.resources.warehouse.base import DEAD_LETTERS, LandResult, Warehouse
+from corisync_assets.resources.warehouse.base import (
+    DEAD_LETTER_SUMMARY_SQL,
+    DEAD_LETTERS,
+    LandResult,
+    Warehouse,
+)
 from corisync_assets.resources.warehouse.writer_slot import writer_slot_path
 
 
@@ -31,17 +36,26 @@ def sql_type(col: Column) -> str:
         if col.precision is not None and col.precision <= 38:
             return f"DECIMAL({col.precision},{col.scale or 0})"
         return "VARCHAR"  # unconstrained numeric: keep the exact text rather than round it
+    if t == "timestamp" and col.scale == 9:
+        return "TIMESTAMP_NS"
     return {
         "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT", "float32": "REAL", "float64": "DOUBLE",
-        "bool": "BOOLEAN", "string": "VARCHAR", "date": "DATE", "timestamp": "TIMESTAMP",
-        "timestamptz": "TIMESTAMPTZ", "json": "JSON", "bytes": "BLOB",
+        "bool": "BOOLEAN", "string": "VARCHAR", "date": "DATE", "time": "TIME", "timetz": "TIMETZ",
+        "timestamp": "TIMESTAMP", "timestamptz": "TIMESTAMPTZ", "json": "JSON", "array": "JSON",
+        "bytes": "BLOB", "text": "VARCHAR",
     }[t]
 
 
 def json_type(col: Column) -> str:
-    """Type json_transform extracts the wire value as (exact text unless the JSON value is a plain scalar)."""
+    """Type json_transform extracts the wire value as (exact text unless the JSON value is a plain scalar;
+    JSON for arrays and for values landed as their text)."""
     return {"int16": "BIGINT", "int32": "BIGINT", "int64": "BIGINT", "float32": "DOUBLE", "float64": "DOUBLE",
-            "bool": "BOOLEAN", "date": "BIGINT", "timestamp": "BIGINT"}.get(col.logical_type, "VARCHAR")
+            "bool": "BOOLEAN", "date": "BIGINT", "time": "BIGINT", "timestamp": "BIGINT", "array": "JSON",
+            "text": "JSON"}.get(col.logical_type, "VARCHAR")
+
+
+#: units per microsecond -> the expression turning `ref` (an integer in those units) into microseconds
+_TO_MICROS = {3: "({ref}) * 1000", 6: "({ref})", 9: "({ref}) // 1000"}
 
 
 def sql_value(col: Column, ref: str) -> str:
@@ -50,9 +64,15 @@ def sql_value(col: Column, ref: str) -> str:
     if t == "date":
         return f"CAST(DATE '1970-01-01' + CAST({ref} AS INTEGER) AS DATE)"
     if t == "timestamp":
-        return f"make_timestamp({ref})" if col.scale == 6 else f"epoch_ms({ref})"
+        return {3: f"epoch_ms({ref})", 6: f"make_timestamp({ref})", 9: f"make_timestamp_ns({ref})"}[col.scale]
+    if t == "time":  # units since midnight; Postgres' 24:00:00 is a valid TIME in DuckDB too
+        micros = _TO_MICROS[col.scale].format(ref=ref)
+        return (f"CASE WHEN {micros} = 86400000000 THEN TIME '24:00:00' "
+                f"ELSE TIME '00:00:00' + to_microseconds({micros}) END")
     if t == "bytes":
         return f"from_base64({ref})"
+    if t == "text":  # a JSON string's own text; any other JSON value's text
+        return f"CASE WHEN json_type({ref}) = 'VARCHAR' THEN {ref} ->> '$' ELSE CAST({ref} AS VARCHAR) END"
     return f"CAST({ref} AS {sql_type(col)})"
 
 
@@ -167,6 +187,17 @@ class DuckDBWarehouse(Warehouse):
             union = " UNION ALL ".join(f"SELECT {i}, count(*) FROM {q(schema)}.{q(name)}"
                                        for i, (schema, name) in enumerate(wanted))
             return {wanted[i]: n for i, n in con.execute(union).fetchall()}
+
+    def _dead_letter_rows(self):
+        if not Path(self.path).exists():
+            return []
+        with self.connect(read_only=True) as con:
+            exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+                                 "AND table_name = ?", [self.schema_name, DEAD_LETTERS]).fetchone()[0]
+            if not exists:
+                return []
+            return con.execute(DEAD_LETTER_SUMMARY_SQL.format(
+                table=f"{q(self.schema_name)}.{q(DEAD_LETTERS)}")).fetchall()
 
     def row_count(self, table: str) -> int:
         with self.connect() as con:

@@ -1,0 +1,112 @@
+"""Column types beyond the tc4a tables: times, arrays, nanosecond timestamps, and types with no mapping.
+
+Pure (no broker): Debezium-shaped events (JsonConverter with schemas, field shapes as the PostgreSQL
+connector emits them) decoded and landed in a real DuckDB file. Expected values are computed here from the
+wire values in plain Python, not by the landing code. The same types through the real connector:
+tests/cdc/test_raw_cdc_e2e.py::test_column_types_through_the_real_connector.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from corisync_assets.cdc.envelope import Decoder
+from corisync_assets.cdc.landing import TableReport
+from corisync_assets.resources.warehouse.base import LandResult
+from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
+from tests.support import debezium_events as ev
+
+ID = {"type": "int64", "optional": False, "field": "id"}
+FIELDS = [
+    ID,
+    {"type": "int64", "optional": True, "name": "io.debezium.time.MicroTime", "version": 1, "field": "t_us"},
+    {"type": "int32", "optional": True, "name": "io.debezium.time.Time", "version": 1, "field": "t_ms"},
+    {"type": "int64", "optional": True, "name": "io.debezium.time.NanoTime", "version": 1, "field": "t_ns"},
+    {"type": "string", "optional": True, "name": "io.debezium.time.ZonedTime", "version": 1, "field": "t_tz"},
+    {"type": "int64", "optional": True, "name": "io.debezium.time.NanoTimestamp", "version": 1, "field": "ts_ns"},
+    {"type": "array", "optional": True, "items": {"type": "string", "optional": True}, "field": "labels"},
+    {"type": "array", "optional": True, "field": "grid",
+     "items": {"type": "array", "optional": True, "items": {"type": "int32", "optional": True}}},
+    {"type": "string", "optional": True, "name": "io.debezium.data.Uuid", "version": 1, "field": "ref"},
+    {"type": "int64", "optional": True, "name": "io.debezium.time.MicroDuration", "version": 1, "field": "span"},
+    {"type": "struct", "optional": True, "name": "io.debezium.data.geometry.Point", "version": 1, "field": "spot",
+     "fields": [{"type": "double", "optional": False, "field": "x"},
+                {"type": "double", "optional": False, "field": "y"}]},
+]
+ROWS = [
+    {"id": 1, "t_us": 45_296_123_456, "t_ms": 45_296_123, "t_ns": 45_296_123_456_000, "t_tz": "14:30:00.5Z",
+     "ts_ns": 1_700_000_000_123_456_789, "labels": ["a", "b,c", None, 'q"t', "{x}"], "grid": [[1, None], [3, 4]],
+     "ref": "0b6f6c2e-8f0e-4d7a-9a43-0d2f1e3c4b5a", "span": 3_723_000_000, "spot": {"x": 1.5, "y": -2.0}},
+    {"id": 2, "t_us": 86_400_000_000, "t_ms": 0, "t_ns": 0, "t_tz": "00:00:00Z", "ts_ns": 0, "labels": [],
+     "grid": None, "ref": None, "span": None, "spot": None},
+]
+
+
+def _batch(rows):
+    value_schema, key_schema = ev.value_schema("samples", FIELDS), ev.key_schema("samples", [ID])
+    decoder = Decoder("samples")
+    for i, row in enumerate(rows):
+        key = orjson.dumps({"schema": key_schema, "payload": {"id": row["id"]}})
+        value = orjson.dumps({"schema": value_schema, "payload": {
+            "before": None, "after": row, "op": "c", "source": {"lsn": 100 + i, "txId": 7, "ts_ms": 1}}})
+        decoder.add("tc4a.public.samples", 0, i, key, value)
+    return decoder.batch
+
+
+def _time_of(micros: int) -> str:
+    """A time of day as DuckDB prints it, from microseconds since midnight (24:00:00 included)."""
+    if micros == 86_400_000_000:
+        return "24:00:00"
+    text = (datetime(2000, 1, 1) + timedelta(microseconds=micros)).strftime("%H:%M:%S.%f").rstrip("0")
+    return text.rstrip(".")
+
+
+def test_decoded_types_and_fallbacks():
+    columns = {c.name: c for c in _batch(ROWS).schema.columns}
+    assert {n: (c.logical_type, c.scale) for n, c in columns.items() if c.logical_type in ("time", "timestamp")} \
+        == {"t_us": ("time", 6), "t_ms": ("time", 3), "t_ns": ("time", 9), "ts_ns": ("timestamp", 9)}
+    assert (columns["t_tz"].logical_type, columns["labels"].logical_type, columns["grid"].logical_type,
+            columns["ref"].logical_type) == ("timetz", "array", "array", "string")
+    fallbacks = {n: c.fallback for n, c in columns.items() if c.fallback}
+    assert set(fallbacks) == {"span", "spot"}
+    assert "io.debezium.time.MicroDuration" in fallbacks["span"] and "exact text" in fallbacks["span"]
+
+
+def test_types_land_with_their_values_and_unknown_ones_as_exact_text(tmp_path):
+    wh = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
+    result = wh.land(_batch(ROWS))
+    assert result.new_events == 2 and result.dead_letters == 0
+    with wh.connect(read_only=True) as con:
+        types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                 "WHERE table_schema = 'raw_cdc' AND table_name = 'samples'").fetchall())
+        cur = con.execute("SELECT id, CAST(t_us AS VARCHAR), CAST(t_ms AS VARCHAR), CAST(t_ns AS VARCHAR), "
+                          "CAST(t_tz AS VARCHAR), CAST(ts_ns AS VARCHAR), CAST(labels AS VARCHAR), "
+                          "CAST(grid AS VARCHAR), ref, span, spot FROM raw_cdc.samples ORDER BY id")
+        got = [dict(zip([d[0] for d in cur.description], r, strict=True)) for r in cur.fetchall()]
+    assert {k: types[k] for k in ("t_us", "t_tz", "ts_ns", "labels", "span", "spot")} == {
+        "t_us": "TIME", "t_tz": "TIME WITH TIME ZONE", "ts_ns": "TIMESTAMP_NS", "labels": "JSON",
+        "span": "VARCHAR", "spot": "VARCHAR"}
+    for row, want in zip(got, ROWS, strict=True):
+        assert row["CAST(t_us AS VARCHAR)"] == _time_of(want["t_us"])
+        assert row["CAST(t_ms AS VARCHAR)"] == _time_of(want["t_ms"] * 1000)
+        assert row["CAST(t_ns AS VARCHAR)"] == _time_of(want["t_ns"] // 1000)
+        hhmmss = want["t_tz"].removesuffix("Z")
+        assert row["CAST(t_tz AS VARCHAR)"] == hhmmss + "+00"
+        seconds, nanos = divmod(want["ts_ns"], 1_000_000_000)
+        stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        assert row["CAST(ts_ns AS VARCHAR)"] == (f"{stamp}.{nanos:09d}".rstrip("0").rstrip(".") if nanos else stamp)
+        assert json.loads(row["CAST(labels AS VARCHAR)"]) == want["labels"]
+        grid = row["CAST(grid AS VARCHAR)"]
+        assert (json.loads(grid) if grid is not None else None) == want["grid"]
+        assert row["ref"] == want["ref"]
+        assert row["span"] == (str(want["span"]) if want["span"] is not None else None)
+        assert (json.loads(row["spot"]) if row["spot"] is not None else None) == want["spot"]
+
+
+def test_a_runs_report_carries_the_fallbacks():
+    report = TableReport(table="samples", topic="tc4a.public.samples")
+    report.add(_batch(ROWS[:1]), LandResult(new_events=1, duplicates=0, dead_letters=0))
+    assert set(report.type_fallbacks) == {"span", "spot"}
