@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,7 @@ class Column:
     scale: int | None = None
     source_type: str | None = None
     fallback: str | None = None
+    default: str | None = None  # the column's constant default in Postgres (JSON text of its wire value)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,15 @@ _CONNECT_TYPES = {"int8": "int16", "int16": "int16", "int32": "int32", "int64": 
 
 
 def _column_from_field(f: dict[str, Any]) -> Column:
+    """The column for a Connect field of the row struct, with its Postgres default when Debezium reports one
+    (constant defaults only; Postgres gives existing rows that value when such a column is added)."""
+    col = _typed_column(f)
+    if f.get("default") is not None:
+        col = replace(col, default=orjson.dumps(f["default"]).decode())
+    return col
+
+
+def _typed_column(f: dict[str, Any]) -> Column:
     """The column's logical type from its Connect field: the Debezium semantic type (``name``) first, then
     the Connect type. A string whose semantic type is unknown here (uuid, xml, enum, inet, ...) is that
     value's text already; any other unknown lands as ``text`` with the reason in ``fallback``."""

@@ -459,3 +459,22 @@ def test_times_arrays_and_unknown_types(bq_warehouse: BigQueryWarehouse) -> None
         assert row["labels"] == want["labels"] and row["grid"] == want["grid"]
         assert row["span"] == (str(want["span"]) if want["span"] is not None else None)
         assert (json.loads(row["spot"]) if row["spot"] is not None else None) == want["spot"]
+
+
+def test_added_column_with_default(bq_warehouse: BigQueryWarehouse) -> None:
+    """As tests/cdc/test_column_types.py::test_added_column_with_default_and_widened_type against DuckDB: rows
+    folded before the column was added, and events older than it folded after, read its default; NULL set
+    explicitly stays NULL. (int -> bigint is INT64 either way here.)"""
+    from tests.cdc.test_column_types import ID, _events
+
+    small = {"type": "int32", "optional": True, "field": "n"}
+    late = {"type": "string", "optional": True, "default": "it's late", "field": "late"}
+    feed = Feed("evolving", "tc4a.public.evolving")
+    bq_warehouse.land(feed.batch(_events([ID, small], [{"id": 1, "n": 1}, {"id": 2, "n": 2}], 10)))
+    bq_warehouse.fold(force=True)
+    bq_warehouse.land(feed.batch([
+        *_events([ID, small], [{"id": 3, "n": 3}], 20),
+        *_events([ID, small, late], [{"id": 4, "n": 4, "late": None}, {"id": 5, "n": 5, "late": "x"}], 30)]))
+    bq_warehouse.fold(force=True)
+    got = [(r["id"], r["n"], r["late"]) for r in rows(bq_warehouse, "evolving", "id")]
+    assert got == [(1, 1, "it's late"), (2, 2, "it's late"), (3, 3, "it's late"), (4, 4, None), (5, 5, "x")]

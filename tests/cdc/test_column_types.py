@@ -110,3 +110,39 @@ def test_a_runs_report_carries_the_fallbacks():
     report = TableReport(table="samples", topic="tc4a.public.samples")
     report.add(_batch(ROWS[:1]), LandResult(new_events=1, duplicates=0, dead_letters=0))
     assert set(report.type_fallbacks) == {"span", "spot"}
+
+
+def _events(fields, rows, first_lsn):
+    value_schema, key_schema = ev.value_schema("evolving", fields), ev.key_schema("evolving", [ID])
+    for i, row in enumerate(rows):
+        key = orjson.dumps({"schema": key_schema, "payload": {"id": row["id"]}})
+        yield key, orjson.dumps({"schema": value_schema, "payload": {
+            "before": None, "after": row, "op": "c", "source": {"lsn": first_lsn + i, "txId": first_lsn, "ts_ms": 1}}})
+
+
+def test_added_column_with_default_and_widened_type(tmp_path):
+    """Postgres gives rows that exist when a column is added with a constant default that default; Debezium
+    reports it in the field's schema. Rows landed before, and events older than the column landed with it,
+    read the default; a row that set it to NULL keeps NULL. A widened type (int -> bigint) widens the column."""
+    wh = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
+    small = {"type": "int32", "optional": True, "field": "n"}
+    late = {"type": "string", "optional": True, "default": "it's late", "field": "late"}
+    big = {"type": "int64", "optional": True, "field": "n"}
+    before = [{"id": 1, "n": 1}, {"id": 2, "n": 2}]
+    decoder = Decoder("evolving")
+    for offset, (key, value) in enumerate(_events([ID, small], before, 10)):
+        decoder.add("tc4a.public.evolving", 0, offset, key, value)
+    wh.land(decoder.reset())
+    messages = [*_events([ID, small], [{"id": 3, "n": 3}], 20),  # committed before the ALTER, landed after
+                *_events([ID, small, late], [{"id": 4, "n": 4, "late": None}, {"id": 5, "n": 5, "late": "x"}], 30),
+                *_events([ID, big, late], [{"id": 6, "n": 5_000_000_000, "late": "it's late"}], 40)]
+    for offset, (key, value) in enumerate(messages, start=2):
+        decoder.add("tc4a.public.evolving", 0, offset, key, value)
+    assert wh.land(decoder.reset()).new_events == 4
+    with wh.connect(read_only=True) as con:
+        got = con.execute("SELECT id, n, late FROM raw_cdc.evolving ORDER BY id").fetchall()
+        n_type = con.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'evolving' "
+                             "AND column_name = 'n'").fetchone()[0]
+    assert got == [(1, 1, "it's late"), (2, 2, "it's late"), (3, 3, "it's late"), (4, 4, None), (5, 5, "x"),
+                   (6, 5_000_000_000, "it's late")]
+    assert n_type == "BIGINT"

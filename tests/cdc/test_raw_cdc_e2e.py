@@ -284,7 +284,7 @@ def test_broker_restart_converges_and_offsets_are_not_identity(pipe, pg, stack):
 TYPE_SAMPLES_DDL = """
 CREATE TABLE IF NOT EXISTS type_samples (
   id bigint PRIMARY KEY, t time, ttz timetz, labels text[], counts integer[], ref uuid, doc xml, addr inet,
-  span interval)"""
+  span interval, small integer)"""
 TYPE_SAMPLES_ROWS = [
     (1, "12:34:56.123456", "14:30:00.5+02", ["a", "b,c", None, 'q"t', "{x}", "ñ"], [1, None, 3],
      "0b6f6c2e-8f0e-4d7a-9a43-0d2f1e3c4b5a", "<a x=\"1\">t</a>", "10.1.2.3/8", "1 hour 2 minutes 3.5 seconds"),
@@ -309,7 +309,7 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
         pipe = Pipeline(stack.model_copy(update={"connector_config": path}), tmp_path / "warehouse.duckdb")
         pg.execute("DELETE FROM type_samples")
         with pg.cursor() as cur:
-            cur.executemany("INSERT INTO type_samples VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            cur.executemany("INSERT INTO type_samples VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 7)",
                             TYPE_SAMPLES_ROWS)
         deadline, metadata = time.monotonic() + 90, {}
         while time.monotonic() < deadline:
@@ -335,6 +335,20 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
             assert [json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(g)] == \
                    [json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(w)], g[0]
         assert set(metadata["type_samples"]["type_warnings"]) == {"span"}
+
+        # schema changes under the same stream: a column added with a default (existing rows read it in
+        # Postgres), a widened type; then rows that use both
+        pg.execute("ALTER TABLE type_samples ADD COLUMN late_col text NOT NULL DEFAULT 'it''s late'")
+        pg.execute("ALTER TABLE type_samples ALTER COLUMN small TYPE bigint")
+        pg.execute("INSERT INTO type_samples (id, small, late_col) VALUES (4, 5000000000, 'x'), (5, NULL, DEFAULT)")
+        deadline = time.monotonic() + 90
+        while changelog_len(pipe, "type_samples") < len(TYPE_SAMPLES_ROWS) + 2 and time.monotonic() < deadline:
+            pipe.materialize()
+            time.sleep(1)
+        want = pg.execute("SELECT id, small, late_col FROM type_samples ORDER BY id").fetchall()
+        with pipe.warehouse.connect(read_only=True) as con:
+            got = con.execute("SELECT id, small, late_col FROM raw_cdc.type_samples ORDER BY id").fetchall()
+        assert got == want
     finally:
         monkeypatch.delenv("CORISYNC_CONNECTOR_CONFIG")
         local_stack.stop_debezium(stack)

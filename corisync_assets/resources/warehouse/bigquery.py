@@ -236,16 +236,29 @@ def _micros(t: datetime) -> int:
     return int(t.timestamp()) * 1_000_000 + t.microsecond
 
 
+def _column_json(c: Column) -> dict:
+    out = {"name": c.name, "type": c.logical_type, "precision": c.precision, "scale": c.scale,
+           "source_type": c.source_type}
+    if c.default is not None:  # only then: the ids of schemas without defaults stay what they were
+        out["default"] = c.default
+    return out
+
+
 def schema_to_json(schema: TableSchema) -> str:
-    return json.dumps({"columns": [{"name": c.name, "type": c.logical_type, "precision": c.precision,
-                                    "scale": c.scale, "source_type": c.source_type} for c in schema.columns],
+    return json.dumps({"columns": [_column_json(c) for c in schema.columns],
                        "primary_key": list(schema.primary_key)}, sort_keys=True, separators=(",", ":"))
 
 
 def schema_from_json(text: str) -> TableSchema:
     data = json.loads(text)
-    return TableSchema(tuple(Column(c["name"], c["type"], c["precision"], c["scale"], c["source_type"])
-                             for c in data["columns"]), tuple(data["primary_key"]))
+    return TableSchema(tuple(Column(c["name"], c["type"], c["precision"], c["scale"], c["source_type"],
+                                    default=c.get("default")) for c in data["columns"]),
+                       tuple(data["primary_key"]))
+
+
+def default_value(col: Column) -> str:
+    """The column's Postgres default (``col.default``, a wire value as JSON text) as a typed SQL constant."""
+    return sql_value(col, wire_ref(col, json.dumps(col.default), "$"))
 
 
 def schema_id(schema: TableSchema) -> str:
@@ -496,8 +509,13 @@ class BigQueryWarehouse(Warehouse):
         added = self._ensure_tables(schema, current, changelog)
         if added:  # DDL, not a schema patch: the emulator applies ALTER TABLE to the data, a patch only to its catalog
             by_name = {c.name: c for c in schema.columns}
-            self._query("\n".join(f"ALTER TABLE {self._sql_ref(current)} ADD COLUMN IF NOT EXISTS `{f.name}` "
-                                  f"{bq_type(by_name[f.name])};" for f in added))
+            # rows already folded get a new column's Postgres default, as Postgres' existing rows do (one DML)
+            fills = [f"`{f.name}` = {default_value(by_name[f.name])}" for f in added
+                     if by_name[f.name].default is not None]
+            self._query("\n".join(
+                [f"ALTER TABLE {self._sql_ref(current)} ADD COLUMN IF NOT EXISTS `{f.name}` "
+                 f"{bq_type(by_name[f.name])};" for f in added]
+                + ([f"UPDATE {self._sql_ref(current)} SET {', '.join(fills)} WHERE TRUE;"] if fills else [])))
         self._query(
             f"INSERT INTO {self._sql_ref(SCHEMAS)} (table_name, schema_id, schema, registered_at)\n"
             f"SELECT @table_name, @schema_id, @schema, CURRENT_TIMESTAMP() FROM (SELECT 1)\n"
@@ -830,6 +848,14 @@ END IF;"""
                 return f"COALESCE({ref}, {wire_ref(col, '_cdc_key', f'$.{col.name}')})"
             return ref
 
+        def value(col: Column) -> str:
+            """An event older than a column with a default has no value for it (JSON_QUERY is NULL only for an
+            absent member): it takes the default, as the row does in Postgres."""
+            if col.default is None or col.name in schema.primary_key:
+                return sql_value(col, raw(col))
+            return (f"IF(JSON_QUERY(_cdc_payload, '$.after.{col.name}') IS NULL AND _cdc_op <> 'd', "
+                    f"{default_value(col)}, {sql_value(col, raw(col))})")
+
         names = [check_identifier(c.name, "column") for c in schema.columns]
         cols = ", ".join(f"`{n}`" for n in names)
         pk = [check_identifier(k, "key column") for k in schema.primary_key]
@@ -863,7 +889,7 @@ IF truncate_lsn IS NOT NULL THEN
 DELETE FROM {cur} WHERE TRUE;
 END IF;
 CREATE OR REPLACE TEMP TABLE {latest} AS
-SELECT {", ".join(f"{sql_value(c, raw(c))} AS `{c.name}`" for c in schema.columns)},
+SELECT {", ".join(f"{value(c)} AS `{c.name}`" for c in schema.columns)},
        _cdc_op, _cdc_lsn, _cdc_ts_ms
 FROM {new}
 WHERE _cdc_op <> 't' AND _cdc_lsn > COALESCE(truncate_lsn, -1)

@@ -76,6 +76,22 @@ def sql_value(col: Column, ref: str) -> str:
     return f"CAST({ref} AS {sql_type(col)})"
 
 
+def default_value(col: Column) -> str:
+    """The column's Postgres default (``col.default``, a wire value as JSON text) as a typed SQL constant."""
+    literal = "'" + col.default.replace("'", "''") + "'"
+    return sql_value(col, f"json_transform({literal}, '\"{json_type(col)}\"')")
+
+
+_CANONICAL: dict[str, str] = {}
+
+
+def _canonical_type(con, sql: str) -> str:
+    """How DuckDB names ``sql`` in DESCRIBE (TIMESTAMPTZ -> TIMESTAMP WITH TIME ZONE), asked once per type."""
+    if sql not in _CANONICAL:
+        _CANONICAL[sql] = con.execute(f"SELECT typeof(CAST(NULL AS {sql}))").fetchall()[0][0]
+    return _CANONICAL[sql]
+
+
 CHANGELOG_DDL = """(
     event_id VARCHAR NOT NULL, op VARCHAR NOT NULL, key JSON, before JSON, after JSON,
     source_lsn BIGINT, source_txid BIGINT, source_ts_ms BIGINT, snapshot VARCHAR,
@@ -256,15 +272,25 @@ class DuckDBWarehouse(Warehouse):
             f"CREATE TABLE IF NOT EXISTS {cur} ({cols}, _cdc_op VARCHAR, _cdc_lsn BIGINT, _cdc_ts_ms BIGINT,"
             " _cdc_landed_at TIMESTAMPTZ)"
         )
-        existing = {r[0] for r in con.execute(f"SELECT column_name FROM (DESCRIBE {cur})").fetchall()}
-        for c in schema.columns:  # additive schema evolution: a new source column becomes a new column
-            if c.name not in existing:
-                con.execute(f"ALTER TABLE {cur} ADD COLUMN {q(c.name)} {sql_type(c)}")
+        existing = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {cur})").fetchall())
+        added = set()
+        for c in schema.columns:
+            want = sql_type(c)
+            if c.name not in existing:  # a new source column becomes a new column; existing rows get its default
+                if c.default is None:
+                    con.execute(f"ALTER TABLE {cur} ADD COLUMN {q(c.name)} {want}")
+                else:
+                    con.execute(f"ALTER TABLE {cur} ADD COLUMN {q(c.name)} {want} DEFAULT {default_value(c)}")
+                    con.execute(f"ALTER TABLE {cur} ALTER COLUMN {q(c.name)} DROP DEFAULT")
+                added.add(c.name)
+            elif existing[c.name] != _canonical_type(con, want):  # e.g. int -> bigint, numeric(10,2) -> (12,4)
+                con.execute(f"ALTER TABLE {cur} ALTER COLUMN {q(c.name)} SET DATA TYPE {want}")
+        return added
 
     def _land_events(self, con, cur: str, log: str, batch: ChangeBatch) -> tuple[int, int]:
         if batch.schema is None:  # only truncates so far: the table's columns are still unknown
             raise ValueError(f"no row schema seen yet for table {batch.table!r}; cannot land a bare truncate")
-        self._ensure_tables(con, cur, log, batch)
+        added = self._ensure_tables(con, cur, log, batch)
         con.register("_incoming", batch.to_arrow())
         try:
             # Only positions are materialized: copying the payloads would cost more than the dedupe itself.
@@ -291,7 +317,7 @@ class DuckDBWarehouse(Warehouse):
                            _cdc_partition, _cdc_offset, now()
                     FROM (SELECT *, json_extract(_cdc_payload, ['$.before', '$.after']) AS _ba FROM _new)"""
                 )
-                self._apply_current(con, cur, batch)
+                self._apply_current(con, cur, batch, added)
             con.execute("DROP VIEW _new")
             con.execute("DROP TABLE _new_pos")
         finally:
@@ -299,7 +325,10 @@ class DuckDBWarehouse(Warehouse):
         return new, len(batch) - new
 
     @staticmethod
-    def _apply_current(con, cur: str, batch: ChangeBatch) -> None:
+    def _apply_current(con, cur: str, batch: ChangeBatch, added: set[str] = frozenset()) -> None:
+        """Upsert the latest event per row into current state. ``added``: columns this landing added; an event
+        older than such a column has no value for it, and the row takes the column's default (as in
+        Postgres, where existing rows read the default of a column added with one)."""
         schema = batch.schema
         truncate_lsn = con.execute("SELECT max(_cdc_lsn) FROM _new WHERE _cdc_op = 't'").fetchone()[0]
         if truncate_lsn is not None:
@@ -314,9 +343,15 @@ class DuckDBWarehouse(Warehouse):
 
         # The latest event per row: Debezium writes a row's key JSON the same way every time, so the key
         # text identifies the row without parsing; only the winners' payloads are parsed and cast.
+        def value(col: Column) -> str:
+            if col.name in added and col.default is not None:
+                return (f"CASE WHEN json_exists(_cdc_payload, '$.after.{col.name}') THEN {sql_value(col, raw(col))} "
+                        f"ELSE {default_value(col)} END")
+            return sql_value(col, raw(col))
+
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _latest AS
-            SELECT {", ".join(f"{sql_value(c, raw(c))} AS {q(c.name)}" for c in schema.columns)},
+            SELECT {", ".join(f"{value(c)} AS {q(c.name)}" for c in schema.columns)},
                    _cdc_op, _cdc_lsn, _cdc_ts_ms
             FROM (SELECT *, json_transform(_cdc_payload, '{{"after": {row_spec}}}') AS _p,
                             json_transform(_cdc_key, '{key_spec}') AS _k
