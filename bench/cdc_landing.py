@@ -4,7 +4,9 @@ Puts N Debezium change events (default 200,000; JsonConverter with schemas, as t
 on a fresh single-partition topic, then measures
   (a) raw consume: confluent-kafka reading the topic start to end, doing nothing else, and
   (b) landing: the raw CDC asset's code path (consume -> decode -> DuckDB transaction -> commit)
-and prints both rates and their ratio. Without --bootstrap it starts a private tansu broker on a free
+and prints both rates and their ratio. ``--rounds`` (default 3) repeats the pair back to back on the same topic
+(each round a new consumer group and a new DuckDB file) and prints each round and the median ratio: one
+round of 4-7 s swings by +-0.06 on this machine. Without --bootstrap it starts a private tansu broker on a free
 loopback port. Events are produced in large batches with a final single-record batch, so tansu's high
 watermark (last batch's base offset + 1) is exact for this topic.
 """
@@ -15,6 +17,7 @@ import argparse
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -112,6 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=200_000, help="change events to put on the topic")
     parser.add_argument("--bootstrap", help="use this broker instead of a private tansu")
+    parser.add_argument("--rounds", type=int, default=3, help="raw consume + landing pairs (default 3)")
     args = parser.parse_args()
     broker = None
     bootstrap = args.bootstrap
@@ -122,22 +126,26 @@ def main() -> None:
         t0 = time.perf_counter()
         total = produce(bootstrap, topic, args.n)
         print(f"produced {total} messages ({args.n} change events + tombstones) in {time.perf_counter() - t0:.1f}s")
-        raw_n, raw_s = raw_consume(bootstrap, topic)
-        with tempfile.TemporaryDirectory() as tmp:
-            wh = DuckDBWarehouse(path=os.path.join(tmp, "bench.duckdb"))
-            kafka = KafkaResource(bootstrap_servers=bootstrap, consumer_group=f"land-{uuid.uuid4().hex}")
-            t0 = time.perf_counter()
-            report = land_table(kafka, wh, "courses", topic)
-            land_s = time.perf_counter() - t0
-            rows = wh.row_count("courses__changelog")
-        assert raw_n == total == report.messages, (raw_n, total, report.messages)
-        assert rows == args.n == report.new_events, (rows, report.new_events)
-        raw_rate, land_rate = raw_n / raw_s, report.messages / land_s
         print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")
-        print(f"raw consume : {raw_n:>8} messages in {raw_s:6.2f}s = {raw_rate:>9,.0f} msg/s")
-        print(f"landing     : {report.messages:>8} messages in {land_s:6.2f}s = {land_rate:>9,.0f} msg/s "
-              f"({report.batches} batches, {report.new_events} events in the changelog)")
-        print(f"ratio landing/raw = {land_rate / raw_rate:.2f}")
+        ratios = []
+        for i in range(1, args.rounds + 1):
+            raw_n, raw_s = raw_consume(bootstrap, topic)
+            with tempfile.TemporaryDirectory() as tmp:
+                wh = DuckDBWarehouse(path=os.path.join(tmp, "bench.duckdb"))
+                kafka = KafkaResource(bootstrap_servers=bootstrap, consumer_group=f"land-{uuid.uuid4().hex}")
+                t0 = time.perf_counter()
+                report = land_table(kafka, wh, "courses", topic)
+                land_s = time.perf_counter() - t0
+                rows = wh.row_count("courses__changelog")
+            assert raw_n == total == report.messages, (raw_n, total, report.messages)
+            assert rows == args.n == report.new_events, (rows, report.new_events)
+            raw_rate, land_rate = raw_n / raw_s, report.messages / land_s
+            ratios.append(land_rate / raw_rate)
+            print(f"round {i}: raw consume {raw_n} messages in {raw_s:5.2f}s = {raw_rate:>7,.0f} msg/s; landing "
+                  f"{land_s:5.2f}s = {land_rate:>7,.0f} msg/s ({report.batches} batches, {report.new_events} "
+                  f"events in the changelog); ratio {ratios[-1]:.2f}")
+        print(f"ratio landing/raw = {statistics.median(ratios):.2f} (median of {len(ratios)}; "
+              f"min {min(ratios):.2f}, max {max(ratios):.2f})")
     finally:
         if broker is not None:
             broker.terminate()
