@@ -20,6 +20,13 @@ from corisync_assets.environment import Settings
 SECRET_VARS = ("CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_PASSWORD")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``pollutes_topics`` run after all others: the session's stack is shared, and a message
+    such a test leaves on a CDC topic (a poison message cannot be removed from Kafka) would land in every
+    later test that reads the topic from the start, and fail its ``no_dead_letters`` check."""
+    items.sort(key=lambda item: item.get_closest_marker("pollutes_topics") is not None)
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Settings]:
     """Bring the local stack up once per session (temp CORISYNC_HOME); yields the Settings; tears it down."""

@@ -120,11 +120,16 @@ def up(s: Settings | None = None, out: Printer = print) -> UpResult:
     # first start generated passwords (exported to os.environ): re-read settings so they are visible
     settings.cache_clear()
     out(_line("postgres", f"up {s.pg_host}:{s.pg_port}" + (" (already running)" if pg_state == "running" else "")))
+    restarting = not broker.is_running(s) and dbz_pid(s) is not None
+    if restarting:
+        # The memory-only broker is gone with Debezium's offsets, so the next runner must snapshot again. Stop
+        # the runner while no broker exists: stopped later, its shutdown would commit its offsets into the new
+        # broker, and the next runner would resume from them and never re-read the lost events.
+        stop_debezium(s)
     br_state = broker.start(s)
     out(_line("broker", f"up {s.kafka_bootstrap}" + (" (already running)" if br_state == "running" else "")))
     check_captured_tables(s)
-    if br_state == "started" and dbz_pid(s) is not None:
-        stop_debezium(s)  # it was connected to the old broker
+    if restarting:
         out(_line("debezium", "restarting: the broker was restarted"))
     dbz_state = start_debezium(s)
     slot = _slot_name(s)

@@ -169,6 +169,7 @@ def test_lag_sensor_counts_exact_lag_requests_one_run_when_stalled_and_does_not_
     assert lag == dict.fromkeys(TABLES, 0) and requests == []
 
 
+@pytest.mark.pollutes_topics
 def test_poison_message_goes_to_dead_letters_and_ingestion_goes_on(pipe, pg, stack):
     first = new_user(pg)
     pipe.wait_for_lag({"users": 1})
