@@ -372,8 +372,9 @@ def main() -> int:
             for i in range(args.markers):
                 due = window_start + i * every
                 time.sleep(max(0.0, due - time.time()))
+                # role trainer: the demo stream deletes random learners, and a deleted marker never reaches marts
                 uid = pg.execute("INSERT INTO users (email, full_name, country_code, role) VALUES "
-                                 "(%s, 'freshness marker', 'PT', 'learner') RETURNING user_id",
+                                 "(%s, 'freshness marker', 'PT', 'trainer') RETURNING user_id",
                                  (f"{uuid.uuid4().hex[:12]}@freshness.example",)).fetchone()[0]
                 committed[uid] = time.time()  # autocommit: COMMIT has returned
                 poller.add(uid)
