@@ -205,13 +205,9 @@ class DuckDBWarehouse(Warehouse):
             return {wanted[i]: n for i, n in con.execute(union).fetchall()}
 
     def _dead_letter_rows(self):
-        if not Path(self.path).exists():
+        if not self.existing_relations([(self.schema_name, DEAD_LETTERS)]):
             return []
         with self.connect(read_only=True) as con:
-            exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
-                                 "AND table_name = ?", [self.schema_name, DEAD_LETTERS]).fetchone()[0]
-            if not exists:
-                return []
             return con.execute(DEAD_LETTER_SUMMARY_SQL.format(
                 table=f"{q(self.schema_name)}.{q(DEAD_LETTERS)}")).fetchall()
 
