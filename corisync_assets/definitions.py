@@ -1,7 +1,7 @@
 """The code location: composes every part of CoriSync into one `Definitions` (`defs`).
 
 The only module that knows every part; what differs between local and prod comes from `environment`.
-Data flows one way: Postgres sources -> raw CDC assets (Debezium/Kafka) -> dbt staging -> marts.
+Data flows one way: Postgres sources -> raw CDC assets (Debezium/Kafka) -> dbt staging -> marts -> exports.
 """
 
 # First: a missing or stale dbt manifest starts parsing in its own process while the imports below load.
@@ -15,6 +15,7 @@ from corisync_assets.cdc.connector_config import load_connector_config
 from corisync_assets.cdc.sensors import build_lag_sensor, raw_cdc_catch_up_job
 from corisync_assets.dbt import dbt_definitions
 from corisync_assets.environment import resources, settings
+from corisync_assets.exports import exports_definitions
 
 
 def build_definitions() -> Definitions:
@@ -28,7 +29,8 @@ def build_definitions() -> Definitions:
     )
     # One process per run: each step of the default multiprocess executor would load the definitions again
     # (seconds per run), and a run here is one op (raw_cdc, or one dbt build) anyway.
-    return Definitions.merge(cdc, dbt_definitions(s), Definitions(executor=in_process_executor))
+    return Definitions.merge(cdc, dbt_definitions(s), exports_definitions(),
+                             Definitions(executor=in_process_executor))
 
 
 defs = build_definitions()

@@ -47,11 +47,18 @@ ENV_VARS: dict[str, str] = {
     "BIGQUERY_EMULATOR_HOST": "emu: address of the local BigQuery emulator",
     "CORISYNC_DBT_TARGET": "both: override the dbt target (local, emu, prod); default follows CORISYNC_ENV",
     "CORISYNC_SPARK_MASTER": "both: Spark master URL (default local[*])",
+    "CORISYNC_EXPORTS_URI": "both: where exports for dashboards go: a folder (local default <home>/exports) or "
+                            "gs://bucket/prefix (prod)",
     "DAGSTER_PG_HOST": "both: Postgres host of Dagster's instance storage",
     "DAGSTER_PG_PORT": "both: its port",
     "DAGSTER_PG_DB": "both: its database",
     "DAGSTER_PG_USER": "both: its user",
     "DAGSTER_PG_PASSWORD": "both: its password (secret)",
+    # Read only by the Metabase provisioning job (corisync_assets/metabase/config.py), not by Dagster.
+    "METABASE_URL": "metabase: base URL of Metabase for the provisioning job (default http://localhost:3001)",
+    "METABASE_ADMIN_EMAIL": "metabase: admin login (created by the job on a fresh instance)",
+    "METABASE_ADMIN_PASSWORD": "metabase: its password (secret)",
+    "METABASE_BQ_CREDENTIALS_FILE": "metabase: key file of the read-only metabase service account (secret)",
 }
 
 Mode = Literal["local", "prod"]
@@ -86,10 +93,16 @@ class Settings(BaseModel):
     bigquery_emulator_host: str | None = None
     dbt_target: str | None = None
     spark_master: str = "local[*]"
+    exports_uri: str | None = None
 
     @property
     def warehouse_path(self) -> Path:
         return self.duckdb_path or self.home / "warehouse.duckdb"
+
+    @property
+    def exports_location(self) -> str:
+        """Where exports for dashboards are written: a folder, or gs://bucket/prefix."""
+        return self.exports_uri or str(self.home / "exports")
 
     @property
     def effective_dbt_target(self) -> str:
@@ -130,6 +143,7 @@ _FIELDS = {
     "bigquery_emulator_host": "BIGQUERY_EMULATOR_HOST",
     "dbt_target": "CORISYNC_DBT_TARGET",
     "spark_master": "CORISYNC_SPARK_MASTER",
+    "exports_uri": "CORISYNC_EXPORTS_URI",
 }
 
 
@@ -199,7 +213,9 @@ def resources(s: Settings) -> dict:
         sasl_password=EnvVar("CORISYNC_KAFKA_SASL_PASSWORD") if s.kafka_sasl_password else None,
         consumer_group=s.consumer_group,
     )
-    return {"kafka": kafka, "warehouse": warehouse_resource(s)}
+    from corisync_assets.exports.store import ExportStore
+
+    return {"kafka": kafka, "warehouse": warehouse_resource(s), "exports": ExportStore(uri=s.exports_location)}
 
 
 _warehouses: dict[str, object] = {}

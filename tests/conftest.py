@@ -63,3 +63,12 @@ def stack() -> Iterator[Settings]:
                     os.environ[var] = value
             environment.settings.cache_clear()
             shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    """One full build of the dbt assets through Dagster over a fixture raw CDC warehouse (DuckDB in tmp);
+    see tests/support/dbt_build.py."""
+    from tests.support.dbt_build import build_dbt
+
+    return build_dbt(tmp_path_factory)

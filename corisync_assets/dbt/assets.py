@@ -9,6 +9,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
 
 from corisync_assets.dbt.deferral import BUILT_RESOURCE_TYPES
+from corisync_assets.dbt.previews import is_mart, with_previews
 from corisync_assets.dbt.project import corisync_dbt_project
 from corisync_assets.dbt.translator import CorisyncDbtTranslator
 from corisync_assets.resources.warehouse.base import Warehouse
@@ -39,7 +40,12 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, war
     file dbt holds), so that Dagster recorded them all afterwards (~14 s of a cycle here) instead of while
     dbt runs. Those runs stream the events live and end with one observation per built table carrying its
     ``dagster/row_count`` from that one query; views get none (counting a view runs it). The UI shows the
-    schema and lineage of the latest run that has them (the daily build, a launch from the UI).
+    lineage of the latest run that has it (the daily build, a launch from the UI).
+
+    Every mart's materialization, in every run, carries its row count, column schema and a preview of its
+    first rows (``previews.py``), read after dbt built it. In automation runs against DuckDB, the events from
+    the first mart on are therefore held until dbt exits (the file is dbt's until then), so that each check
+    still follows the materialization it checks.
 
     DuckDB allows one writing process per file. Every writer takes the warehouse's writer slot first (a
     file lock; BigQuery has no such limit and nothing is held): here around the look at which relations
@@ -57,21 +63,34 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, war
         args += ["--exclude", " ".join(deferred)]
     full_metadata = context.run.tags.get(AUTOMATION_CONDITION_TAG) != "true"
     counts_in_warehouse = not full_metadata and warehouse.counts_tables
+    def key_of(output: Output) -> AssetKey:
+        return context.asset_key_for_output(output.output_name)
+
     invocation = dbt.cli(args, context=context, raise_on_error=False, in_process_adapter=not counts_in_warehouse)
     try:
+        relations = dbt_relations(invocation.manifest)
         if counts_in_warehouse:
             built: list[AssetKey] = []
-            for event in invocation.stream():  # live: Dagster records each event while dbt runs
+            held: list = []
+            for event in invocation.stream():  # live: Dagster records each event while dbt runs ...
                 if isinstance(event, Output):
-                    built.append(context.asset_key_for_output(event.output_name))
-                yield event
-            yield from _table_row_counts(warehouse, _relations(invocation.manifest), built)
+                    built.append(key_of(event))
+                if held or (isinstance(event, Output) and is_mart(built[-1])):
+                    held.append(event)  # ... up to the first mart, whose preview needs the file dbt holds
+                else:
+                    yield event
+            with warehouse.exclusive():
+                yield from with_previews(held, key_of, warehouse, relations)
+                yield from _table_row_counts(warehouse, relations, [k for k in built if not is_mart(k)])
         elif invocation.manifest.get("metadata", {}).get("adapter_type") == "duckdb":
             events = list(invocation.stream())  # until the dbt process exits, releasing the file
             with warehouse.exclusive():
-                yield from _with_metadata(DbtEventIterator(iter(events), invocation), full_metadata)
+                # the adapter's metadata first (its threads query the file), then the previews
+                events = list(_with_metadata(DbtEventIterator(iter(events), invocation), full_metadata))
+                yield from with_previews(events, key_of, warehouse, relations)
         else:
-            yield from _with_metadata(invocation.stream(), full_metadata)
+            yield from with_previews(_with_metadata(invocation.stream(), full_metadata), key_of, warehouse,
+                                     relations)
     finally:
         if invocation.adapter is not None:
             invocation.adapter.cleanup_connections()
@@ -86,17 +105,17 @@ def _with_metadata(events: DbtEventIterator, full: bool) -> DbtEventIterator:
     return events.fetch_column_metadata() if full else events
 
 
-def _relations(manifest: dict) -> dict[AssetKey, tuple[str, str]]:
+def dbt_relations(manifest: dict) -> dict[AssetKey, tuple[str, str]]:
     """(schema, name) of every model and snapshot, by asset key."""
     return {DBT_TRANSLATOR.get_asset_key(n): (n["schema"], n.get("alias") or n["name"])
             for n in manifest["nodes"].values() if n["resource_type"] in BUILT_RESOURCE_TYPES}
 
 
 def _table_row_counts(warehouse: Warehouse, relations: dict[AssetKey, tuple[str, str]], built: list[AssetKey]):
-    """An observation with ``dagster/row_count`` for each built table, from one warehouse query."""
+    """An observation with ``dagster/row_count`` for each built table, from one warehouse query. Callers
+    hold the writer slot."""
     wanted = {key: relations[key] for key in built if key in relations}
-    with warehouse.exclusive():
-        counts = warehouse.table_row_counts(list(wanted.values())) or {}
+    counts = warehouse.table_row_counts(list(wanted.values())) or {}
     for key, relation in wanted.items():
         if relation in counts:
             yield AssetObservation(asset_key=key, metadata={"dagster/row_count": MetadataValue.int(counts[relation])})
@@ -138,7 +157,7 @@ def _deferred_tests(context: AssetExecutionContext, warehouse: Warehouse) -> lis
 
     manifest = json.loads(corisync_dbt_project.manifest_path.read_text())
     own = set(corisync_dbt_assets.keys)
-    nodes = _relations(manifest)
+    nodes = dbt_relations(manifest)
     existing = warehouse.existing_relations(list(nodes.values()))
     if existing is not None:
         built = {key for key, relation in nodes.items() if relation in existing}

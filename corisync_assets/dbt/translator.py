@@ -7,6 +7,8 @@ Asset keys (documented for composing with the rest of the code location):
   staging -> marts.
 * models in models/staging -> ``["staging", name]`` (group ``staging``)
 * models in models/marts -> ``["marts", name]`` (group ``marts``)
+* models in models/reporting -> ``["reporting", name]`` (group ``reporting``): views for Looker Studio, built
+  when missing or when their SQL changed (a view follows its mart by itself)
 * snapshots -> ``["snapshots", name]`` (group ``staging``)
 """
 
@@ -41,8 +43,8 @@ def raw_table_of_source(source_name: str) -> str:
 def layer_of(dbt_resource_props: Mapping[str, Any]) -> str:
     if dbt_resource_props["resource_type"] == "snapshot":
         return "snapshots"
-    fqn = dbt_resource_props.get("fqn", [])
-    return "marts" if "marts" in fqn[1:-1] else "staging"
+    folders = dbt_resource_props.get("fqn", [])[1:-1]
+    return next((layer for layer in ("marts", "reporting") if layer in folders), "staging")
 
 
 def one_dbt_run_at_a_time(dbt_keys: list[AssetKey]) -> AutomationCondition:
@@ -66,16 +68,32 @@ def one_dbt_run_at_a_time(dbt_keys: list[AssetKey]) -> AutomationCondition:
       Here only a request resets the trigger. That cannot loop: ``any_deps_updated`` ignores a parent's
       update made by a run that also targeted the asset.
     """
-    dbt_in_progress = AutomationCondition.asset_matches(dbt_keys[0], AutomationCondition.in_progress())
-    for key in dbt_keys[1:]:
-        dbt_in_progress = dbt_in_progress | AutomationCondition.asset_matches(key, AutomationCondition.in_progress())
     return (
         (AutomationCondition.newly_missing() | AutomationCondition.any_deps_updated()).since(
             (AutomationCondition.newly_requested() | AutomationCondition.initial_evaluation()).with_label(
                 "requested"))
         & ~AutomationCondition.any_deps_missing()
-        & ~dbt_in_progress.with_label("any dbt asset in progress")
+        & ~_any_in_progress(dbt_keys)
     ).with_label("eager, one dbt run at a time")
+
+
+def views_when_changed(dbt_keys: list[AssetKey]) -> AutomationCondition:
+    """For views over tables (reporting): build when missing (unless the last attempt failed: no retry loop)
+    or when the SQL changed (dagster-dbt's code version), once the parents exist; a rebuilt parent needs
+    nothing (the view reads it)."""
+    return (
+        ((AutomationCondition.missing() & ~AutomationCondition.execution_failed())
+         | AutomationCondition.code_version_changed().since_last_handled())
+        & ~AutomationCondition.any_deps_missing()
+        & ~_any_in_progress(dbt_keys)
+    ).with_label("views: when missing or changed")
+
+
+def _any_in_progress(dbt_keys: list[AssetKey]) -> AutomationCondition:
+    in_progress = AutomationCondition.asset_matches(dbt_keys[0], AutomationCondition.in_progress())
+    for key in dbt_keys[1:]:
+        in_progress = in_progress | AutomationCondition.asset_matches(key, AutomationCondition.in_progress())
+    return in_progress.with_label("any dbt asset in progress")
 
 
 class CorisyncDbtTranslator(DagsterDbtTranslator):
@@ -91,7 +109,9 @@ class CorisyncDbtTranslator(DagsterDbtTranslator):
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
-        if spec.key.path[0] != RAW_PREFIX:
+        if spec.key.path[0] == "reporting":
+            spec = spec.replace_attributes(automation_condition=self._automation_condition(manifest, views=True))
+        elif spec.key.path[0] != RAW_PREFIX:
             spec = spec.replace_attributes(automation_condition=self._automation_condition(manifest))
         if spec.key.path[0] == "marts" and spec.freshness_policy is None:
             spec = spec.replace_attributes(
@@ -109,13 +129,14 @@ class CorisyncDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "source":
             return None
-        return "marts" if layer_of(dbt_resource_props) == "marts" else "staging"
+        layer = layer_of(dbt_resource_props)
+        return "staging" if layer == "snapshots" else layer
 
-    def _automation_condition(self, manifest: Mapping[str, Any]) -> AutomationCondition:
+    def _automation_condition(self, manifest: Mapping[str, Any], views: bool = False) -> AutomationCondition:
         # one condition object per manifest (the same for every node; also keeps evaluation cheap)
         cached = getattr(self, "_condition", None)
         if cached is None or cached[0] is not manifest:
             keys = sorted((self.get_asset_key(node) for node in manifest["nodes"].values()
                            if node["resource_type"] in BUILT_RESOURCE_TYPES), key=lambda k: k.path)
-            self._condition = cached = (manifest, one_dbt_run_at_a_time(keys))
-        return cached[1]
+            self._condition = cached = (manifest, one_dbt_run_at_a_time(keys), views_when_changed(keys))
+        return cached[2] if views else cached[1]

@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--rate", type=float, default=2.0, help="demo changes per second while the UI runs")
+    dev.add_argument("--dashboard-port", type=int, default=3002, help="port of the D3 dashboard page")
     return parser
 
 
@@ -50,7 +51,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "dev":
         from corisync_assets.local.dev import run_dev
 
-        return run_dev(port=args.port, host=args.host, rate=args.rate)
+        return run_dev(port=args.port, host=args.host, rate=args.rate, dashboard_port=args.dashboard_port)
     from corisync_assets.local.demo import run_demo
 
     run_demo(force_seed=args.seed, rate=args.rate, duration=args.duration, random_seed=args.random_seed)

@@ -1,8 +1,9 @@
 """``corisync dev``: the whole local platform in one command (what ``make dev`` runs).
 
-Stack up -> seed demo data if the tables are empty -> the lander (raw CDC within seconds) and a background
-demo stream of changes -> ``dagster dev`` with instance storage in the project's Postgres. The lander and
-the demo stream stop when the UI does.
+Stack up -> seed demo data if the tables are empty -> the lander (raw CDC within seconds), a background
+demo stream of changes and the D3 dashboard page (dashboard/, drawing <home>/exports/dashboard.json) ->
+``dagster dev`` with instance storage in the project's Postgres. The lander, the demo stream and the page
+server stop when the UI does.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import subprocess
 import sys
 
 from corisync_assets.environment import PROJECT_ROOT, settings
-from corisync_assets.local import postgres, stack
+from corisync_assets.local import dashboard, postgres, stack
 from corisync_assets.local.demo import run_demo
 
 
-def run_dev(*, port: int = 3000, host: str = "127.0.0.1", rate: float = 2.0) -> int:
+def run_dev(*, port: int = 3000, host: str = "127.0.0.1", rate: float = 2.0,
+            dashboard_port: int = dashboard.DEFAULT_PORT) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))  # run the cleanup
     s = settings()
     stack.up(s)
@@ -34,6 +36,19 @@ def run_dev(*, port: int = 3000, host: str = "127.0.0.1", rate: float = 2.0) -> 
                                          stdout=logs[-1], stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT))
     print(f"lander    ... landing CDC events continuously (log {s.home / 'logs' / 'lander.log'})")
     print(f"demo      ... streaming {rate:g} changes/s (log {s.home / 'logs' / 'demo.log'})")
+    exports = dashboard.export_dir()
+    exports.mkdir(parents=True, exist_ok=True)
+    try:
+        dist = dashboard.build(out=lambda _line: None)  # `make dev` built it already: a quick check
+    except dashboard.DashboardError as exc:
+        print(f"dashboard ... not started: {exc}")
+    else:
+        logs.append(open(s.home / "logs" / "dashboard.log", "ab"))  # noqa: SIM115 - lives as long as the child
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "corisync_assets.local.dashboard", "serve", "--dist", str(dist),
+             "--exports", str(exports), "--host", host, "--port", str(dashboard_port)],
+            stdout=logs[-1], stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT))
+        print(f"dashboard ... http://{host}:{dashboard_port} (draws {exports / 'dashboard.json'})")
     print(f"dagster   ... http://{host}:{port} (instance storage: Postgres {s.pg_host}:{s.pg_port}/dagster)")
     try:
         return subprocess.call(

@@ -34,12 +34,33 @@ def _graph() -> tuple[dict[dg.AssetKey, set[dg.AssetKey]], set[dg.AssetKey]]:
 
 
 def _downstream_of(root: dg.AssetKey, parents: dict[dg.AssetKey, set[dg.AssetKey]]) -> set[dg.AssetKey]:
+    """What a landing rebuilds: everything downstream except the reporting views (they read their marts)."""
     found: set[dg.AssetKey] = set()
     frontier = {root}
     while frontier:
         frontier = {child for child, deps in parents.items() if deps & frontier} - found
         found |= frontier
-    return found
+    return {k for k in found if k.path[0] != "reporting"}
+
+
+def test_reporting_views_are_built_when_missing_and_not_after_a_landing() -> None:
+    parents, raw = _graph()
+    views = {k for k in parents if k.path[0] == "reporting"}
+    assert len(views) >= 4
+    unused = dg.ResourceDefinition.none_resource()
+    defs = dg.Definitions(assets=[corisync_dbt_assets, *(dg.AssetSpec(k) for k in sorted(raw, key=str))],
+                          resources={"dbt": unused, "warehouse": unused})
+    instance = dg.DagsterInstance.ephemeral()
+    for key in [*raw, *(k for k in parents if k not in views)]:  # all but the views exist
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    selection = dg.AssetSelection.assets(corisync_dbt_assets)
+    first = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection)
+    assert _requested(first) == views
+    for key in views:
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    instance.report_runless_asset_event(dg.AssetMaterialization(RAW_ENROLLMENTS))
+    after = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=first.cursor)
+    assert _requested(after) == _downstream_of(RAW_ENROLLMENTS, parents) and not _requested(after) & views
 
 
 @pytest.fixture
@@ -121,7 +142,8 @@ def test_a_run_that_built_parents_and_children_together_requests_nothing_more():
     for key in raw:
         instance.report_runless_asset_event(dg.AssetMaterialization(key))
     first = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=cursor)
-    assert _requested(first) == set().union(*(_downstream_of(k, parents) for k in raw))
+    views = {k for k in parents if k.path[0] == "reporting"}  # missing: built with the first run
+    assert _requested(first) == set().union(*(_downstream_of(k, parents) for k in raw)) | views
 
     # execute what was requested in one run, as the automation sensor would, then evaluate two more ticks
     built = defs.resolve_implicit_global_asset_job_def().execute_in_process(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import dagster as dg
 import duckdb
@@ -14,7 +15,7 @@ from corisync_assets.dbt import corisync_dbt_assets, dbt_asset_keys, dbt_resourc
 from corisync_assets.dbt.assets import AUTOMATION_CONDITION_TAG
 from corisync_assets.environment import warehouse_resource
 from tests.dbt import expected
-from tests.dbt.conftest import BuiltWarehouse
+from tests.support.dbt_build import BuiltWarehouse
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -54,13 +55,37 @@ def test_materializations_carry_row_counts_schema_and_lineage(built: BuiltWareho
     assert dg.AssetKey(["staging", "stg_courses"]) in {d.asset_key for d in lineage["course_code"]}
     # views get schema but no row count (dagster-dbt does not count views)
     stg = by_key[dg.AssetKey(["staging", "stg_users"])]
-    assert "dagster/column_schema" in stg and "dagster/row_count" not in stg
+    assert "dagster/column_schema" in stg and "dagster/row_count" not in stg and "preview" not in stg
+
+
+def _assert_previews(built: BuiltWarehouse, by_key: dict) -> None:
+    """Each mart carries a row count, a column schema and a preview: rows of the table, as read here."""
+    marts = dbt_asset_keys("marts")
+    assert len(marts) >= 4
+    for key in marts:
+        meta = by_key[key]
+        table = _rows(built, f"select * from marts.{key.path[-1]}")
+        assert meta["dagster/row_count"].value == len(table), key
+        assert [c.name for c in meta["dagster/column_schema"].value.columns] == list(table[0]), key
+        preview = [r.data for r in meta["preview"].value.records]
+        assert len(preview) == min(5, len(table)), key
+        as_shown = [{k: v if v is None or isinstance(v, bool | int | str) else
+                     (float(v) if isinstance(v, float | Decimal) else v.isoformat()) for k, v in r.items()}
+                    for r in table]
+        for record in preview:
+            assert any(record == pytest.approx(row) for row in as_shown), (key, record)
+
+
+def test_each_mart_carries_a_preview_of_its_rows(built: BuiltWarehouse) -> None:
+    _assert_previews(built, {e.asset_key: e.step_materialization_data.materialization.metadata
+                             for e in built.result.get_asset_materialization_events()})
 
 
 def test_automation_builds_count_table_rows_in_the_warehouse_without_dbts_in_process_adapter(
         built: BuiltWarehouse) -> None:
-    """An automation run (tagged as Dagster tags them) streams materializations without schema or lineage and
-    records each table's row count, from one warehouse query, as an observation."""
+    """An automation run (tagged as Dagster tags them) streams materializations without lineage and records
+    each staging table's row count, from one warehouse query, as an observation; marts carry their row count,
+    schema and preview, and their checks still follow their materializations."""
     funnel, users = dg.AssetKey(["marts", "mart_enrollment_funnel"]), dg.AssetKey(["staging", "stg_users"])
     result = dg.materialize(
         [corisync_dbt_assets], selection=[funnel, users],
@@ -71,12 +96,29 @@ def test_automation_builds_count_table_rows_in_the_warehouse_without_dbts_in_pro
     materialized = {e.asset_key: e.step_materialization_data.materialization.metadata
                     for e in result.get_asset_materialization_events()}
     assert set(materialized) == {funnel, users}
-    assert "dagster/column_schema" not in materialized[funnel]
+    assert "dagster/column_schema" not in materialized[users] and "dagster/column_lineage" not in materialized[funnel]
+    assert materialized[funnel]["dagster/row_count"].value == len(expected.enrollment_funnel(built.platform))
+    assert len(materialized[funnel]["preview"].value.records) == 5
     observations = [e.event_specific_data.asset_observation for e in result.all_events
                     if e.event_type == dg.DagsterEventType.ASSET_OBSERVATION]
-    row_counts = {o.asset_key: o.metadata["dagster/row_count"].value
-                  for o in observations if "dagster/row_count" in o.metadata}
-    assert row_counts == {funnel: len(expected.enrollment_funnel(built.platform))}  # a view is not counted
+    assert [o for o in observations if "dagster/row_count" in o.metadata] == []  # a view is not counted
+    order = [e.event_type for e in result.all_events
+             if (e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION and e.asset_key == funnel)
+             or (e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+                 and e.event_specific_data.asset_check_key.asset_key == funnel)]
+    assert order[0] == dg.DagsterEventType.ASSET_MATERIALIZATION and len(order) > 1, order
+
+
+def test_automation_builds_carry_mart_previews(built: BuiltWarehouse) -> None:
+    marts = dbt_asset_keys("marts")
+    result = dg.materialize(
+        [corisync_dbt_assets], selection=marts,
+        resources={"dbt": dbt_resource(built.settings), "warehouse": warehouse_resource(built.settings)},
+        instance=dg.DagsterInstance.ephemeral(), tags={AUTOMATION_CONDITION_TAG: "true"},
+    )
+    assert result.success
+    _assert_previews(built, {e.asset_key: e.step_materialization_data.materialization.metadata
+                             for e in result.get_asset_materialization_events()})
 
 
 def test_the_in_process_adapter_is_built_only_when_asked_for(built: BuiltWarehouse) -> None:

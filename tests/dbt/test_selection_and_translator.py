@@ -18,7 +18,7 @@ from corisync_assets.dbt import (
     dbt_resource,
 )
 from corisync_assets.environment import Settings, warehouse_resource
-from tests.dbt.conftest import BuiltWarehouse
+from tests.support.dbt_build import BuiltWarehouse
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -119,7 +119,8 @@ def test_graph_reads_raw_to_staging_to_marts() -> None:
     for key in corisync_dbt_assets.keys:
         layer = key.path[0]
         parents = graph.get(key).parent_keys
-        allowed = {"staging": {"raw_cdc"}, "snapshots": {"staging"}, "marts": {"staging", "marts"}}[layer]
+        allowed = {"staging": {"raw_cdc"}, "snapshots": {"staging"}, "marts": {"staging", "marts"},
+                   "reporting": {"marts"}}[layer]
         assert {p.path[0] for p in parents} <= allowed, key
     # a raw asset's children are staging models only
     children = graph.get(dg.AssetKey(["raw_cdc", "enrollments"])).child_keys
@@ -129,7 +130,7 @@ def test_graph_reads_raw_to_staging_to_marts() -> None:
 
 def test_groups_and_automation() -> None:
     groups = corisync_dbt_assets.group_names_by_key
-    assert {groups[k] for k in corisync_dbt_assets.keys} == {"staging", "marts"}
+    assert {groups[k] for k in corisync_dbt_assets.keys} == {"staging", "marts", "reporting"}
     assert all(corisync_dbt_assets.specs_by_key[k].automation_condition is not None for k in corisync_dbt_assets.keys)
     assert dbt_daily_schedule.cron_schedule == "0 5 * * *"
     assert dbt_automation_sensor.name == "dbt_automation_sensor"

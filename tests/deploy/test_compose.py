@@ -21,7 +21,8 @@ from .conftest import (
     tool,
 )
 
-ONE_SHOT = {"debezium-register"}  # jobs that run once and exit: no health check, nothing waits on them
+# jobs that run once and exit: no health check, nothing waits on them
+ONE_SHOT = {"debezium-register", "metabase-provision"}
 STATEFUL = {
     "postgres": "/var/lib/postgresql/data",
     "kafka": "/var/lib/kafka/data",
@@ -33,6 +34,7 @@ STATEFUL = {
 EXPECTED_SERVICES = {
     "postgres", "kafka", "debezium", "debezium-register", "spark-master", "spark-worker",
     "dagster-user-code", "dagster-webserver", "dagster-daemon", "corisync-lander", "metabase", "vaultwarden",
+    "metabase-provision",
 }
 
 
@@ -121,6 +123,7 @@ def test_health_checks_and_start_order() -> None:
         assert {"postgres", "dagster-user-code"} <= set(services[name]["depends_on"])
     assert {"postgres", "kafka", "spark-master"} <= set(services["dagster-user-code"]["depends_on"])
     assert set(services["metabase"]["depends_on"]) == {"postgres"}
+    assert set(services["metabase-provision"]["depends_on"]) == {"metabase"}
 
 
 def test_stateful_services_use_named_volumes() -> None:

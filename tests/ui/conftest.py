@@ -85,6 +85,7 @@ class Webserver:
     url: str
     process: subprocess.Popen
     log: Path
+    home: Path  #: its DAGSTER_HOME: a test may write runs there (DagsterInstance.from_config) for the UI to show
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None, timeout: float = 60) -> dict[str, Any]:
         """POST a query to /graphql; the ``data`` of the answer (GraphQLError on transport or query errors)."""
@@ -190,7 +191,7 @@ def webserver() -> Iterator[Webserver]:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: teardown stops the code server too
         )
-    server = Webserver(url=f"http://127.0.0.1:{port}", process=process, log=WEBSERVER_LOG)
+    server = Webserver(url=f"http://127.0.0.1:{port}", process=process, log=WEBSERVER_LOG, home=home)
     try:
         _wait_until_loaded(server, deadline=time.monotonic() + LOAD_TIMEOUT_S)
         yield server

@@ -23,6 +23,19 @@ DEAD_LETTER_SUMMARY_SQL = "SELECT source_table, error, count(*) FROM {table} GRO
 
 
 @dataclass(frozen=True)
+class TableRows:
+    """Some or all rows of one table, with its columns (name, warehouse type) and its total row count."""
+
+    columns: list[tuple[str, str]]
+    rows: list[tuple]
+    row_count: int
+
+    def records(self) -> list[dict]:
+        names = [name for name, _type in self.columns]
+        return [dict(zip(names, row, strict=True)) for row in self.rows]
+
+
+@dataclass(frozen=True)
 class LandResult:
     new_events: int
     duplicates: int
@@ -65,6 +78,13 @@ class Warehouse(ConfigurableResource):
         """Row counts of the tables (not views) among (schema, name), in one cheap round trip; None when this
         warehouse has no such way (dbt runs then count through dagster-dbt's in-process adapter)."""
         return None
+
+    def read_tables(self, relations: Sequence[tuple[str, str]], limit: int | None = None
+                    ) -> dict[tuple[str, str], TableRows]:  # pragma: no cover - interface
+        """The first ``limit`` rows (all when None) of each existing (schema, name) table or view, with its
+        columns and row count, read without a query job where the warehouse allows it (previews, exports).
+        Callers that share a writer slot (DuckDB) hold it."""
+        raise NotImplementedError
 
     @property
     def counts_tables(self) -> bool:

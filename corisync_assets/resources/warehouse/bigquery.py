@@ -61,6 +61,7 @@ from corisync_assets.resources.warehouse.base import (
     DEAD_LETTER_SUMMARY_SQL,
     DEAD_LETTERS,
     LandResult,
+    TableRows,
     Warehouse,
 )
 
@@ -559,6 +560,27 @@ class BigQueryWarehouse(Warehouse):
                 table=self._sql_ref(DEAD_LETTERS)))]
         except NotFound:  # nothing dead-lettered yet
             return []
+
+    def read_tables(self, relations, limit=None):
+        """tables.get (columns, row count) and tabledata.list (rows): REST calls, free, no query job. Views
+        have no stored rows for tabledata.list: they are left out, like relations that do not exist."""
+        from google.api_core.exceptions import NotFound
+
+        out = {}
+        for dataset, name in relations:
+            ref = ".".join((_check_project(self.project), check_identifier(dataset, "dataset"),
+                            check_identifier(name, "table")))
+            try:
+                table = self.client().get_table(ref, retry=self._retry, timeout=self.request_timeout_s)
+            except NotFound:
+                continue
+            if table.table_type != "TABLE":
+                continue
+            rows = self.client().list_rows(table, max_results=limit, retry=self._retry,
+                                           timeout=self.request_timeout_s)
+            out[(dataset, name)] = TableRows([(f.name, f.field_type) for f in table.schema],
+                                             [tuple(r.values()) for r in rows], int(table.num_rows or 0))
+        return out
 
     def existing_relations(self, relations: Sequence[tuple[str, str]]) -> set[tuple[str, str]] | None:
         """Tables and views among (dataset, name), from tables.list (REST, no job)."""

@@ -21,6 +21,7 @@ from corisync_assets.resources.warehouse.base import (
     DEAD_LETTER_SUMMARY_SQL,
     DEAD_LETTERS,
     LandResult,
+    TableRows,
     Warehouse,
 )
 from corisync_assets.resources.warehouse.writer_slot import writer_slot_path
@@ -203,6 +204,27 @@ class DuckDBWarehouse(Warehouse):
             union = " UNION ALL ".join(f"SELECT {i}, count(*) FROM {q(schema)}.{q(name)}"
                                        for i, (schema, name) in enumerate(wanted))
             return {wanted[i]: n for i, n in con.execute(union).fetchall()}
+
+    def read_tables(self, relations, limit=None):
+        """One connection for all of them; a relation that does not exist is left out. Not read-only: a dbt
+        run reads previews while dagster-dbt's in-process adapter may still hold a (read-write) connection,
+        and DuckDB refuses a second connection with another configuration in one process; callers hold the
+        writer slot anyway."""
+        if not Path(self.path).exists():
+            return {}
+        out = {}
+        with self.connect() as con:
+            found = set(con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall())
+            for schema, name in relations:
+                if (schema, name) not in found:
+                    continue
+                ref = f"{q(schema)}.{q(name)}"
+                result = con.execute(f"SELECT * FROM {ref}" + ("" if limit is None else f" LIMIT {int(limit)}"))
+                columns = [(d[0], str(d[1])) for d in result.description]
+                rows = result.fetchall()
+                count = len(rows) if limit is None else con.execute(f"SELECT count(*) FROM {ref}").fetchall()[0][0]
+                out[(schema, name)] = TableRows(columns, rows, count)
+        return out
 
     def _dead_letter_rows(self):
         if not self.existing_relations([(self.schema_name, DEAD_LETTERS)]):

@@ -1,0 +1,43 @@
+"""One full build of the dbt assets through Dagster over a raw CDC warehouse (DuckDB in tmp, per the raw
+layer contract): the ``built`` fixture (tests/conftest.py) that the dbt, dashboard and UI tests read marts from."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from corisync_assets.environment import Settings, warehouse_resource
+from tests.dbt.fixture_warehouse import Platform, build_warehouse
+
+
+@dataclass
+class BuiltWarehouse:
+    settings: Settings
+    path: Path
+    platform: Platform
+    result: dg.ExecuteInProcessResult
+    build_seconds: float
+
+
+def warehouse_settings(home: Path) -> Settings:
+    # The file is named like the default (warehouse.duckdb), so the prepared manifest (whose DuckDB
+    # relation names carry the file stem as catalog) fits.
+    return Settings(home=home, duckdb_path=home / "warehouse.duckdb")
+
+
+def build_dbt(tmp_path_factory: pytest.TempPathFactory) -> BuiltWarehouse:
+    from corisync_assets.dbt import corisync_dbt_assets, dbt_resource
+
+    home = tmp_path_factory.mktemp("corisync-dbt")
+    s = warehouse_settings(home)
+    platform = build_warehouse(s.warehouse_path)
+    started = time.monotonic()
+    result = dg.materialize(
+        [corisync_dbt_assets], resources={"dbt": dbt_resource(s), "warehouse": warehouse_resource(s)},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    return BuiltWarehouse(s, s.warehouse_path, platform, result, time.monotonic() - started)
