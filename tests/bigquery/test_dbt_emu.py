@@ -123,4 +123,42 @@ def test_dbt_emu_target_matches_duckdb(bq_emulator, tmp_path: Path) -> None:
             compared.append(mart)
     finally:
         con.close()
-    print(f"marts equal on emu and local: {compared}; not built on the emulator: {sorted(failed)}")
+    views = {}
+    for table in raw.client().list_tables(f"{raw.project}.dbt_marts"):
+        if table.table_id.startswith("rpt_"):
+            views[table.table_id] = raw.client().get_table(table.reference)
+    assert sorted(views) == sorted(m for m in marts if m.startswith("rpt_")) and len(views) == 4
+    assert {v.table_type for v in views.values()} == {"VIEW"}
+    # persist_docs: the descriptions Looker Studio shows are those of dbt_project/models/reporting/_reporting.yml
+    import yaml
+
+    docs = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "models" / "reporting" / "_reporting.yml").read_text())
+    for model in docs["models"]:
+        view = views[model["name"]]
+        assert view.description == model["description"], model["name"]
+        assert {f.name: f.description for f in view.schema} == {
+            c["name"]: c["description"] for c in model["columns"]}, model["name"]
+    # the dashboard export and the catalog previews read BigQuery without a query job (tables.get and
+    # tabledata.list) and give what they give on DuckDB
+    from corisync_assets.exports.dashboard import MARTS, build_dashboard_export
+    from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
+
+    names = {part: key.path[-1] for part, key in MARTS.items()}
+    on_bq = raw.read_tables([("dbt_marts", n) for n in names.values()])
+    on_duck = DuckDBWarehouse(path=str(duck_path)).read_tables(
+        [("marts", n) for n in [*names.values(), "mart_course_completion"]])
+    exports = [build_dashboard_export({p: tables[(ds, n)] for p, n in names.items()}, kind)
+               for tables, ds, kind in ((on_bq, "dbt_marts", "bigquery"), (on_duck, "marts", "duckdb"))]
+    for doc in exports:
+        doc.pop("generated_at"), doc.pop("warehouse")
+        for row in doc["attendance"]:
+            row["attendance_rate"] = None if row["attendance_rate"] is None else round(row["attendance_rate"], 6)
+    assert exports[0] == exports[1]
+    preview = raw.read_tables([("dbt_marts", "mart_course_completion"), ("dbt_marts", "rpt_course_completion"),
+                               ("dbt_marts", "no_such_table")], limit=3)
+    assert list(preview) == [("dbt_marts", "mart_course_completion")]  # views and missing tables: none
+    table = preview[("dbt_marts", "mart_course_completion")]
+    assert len(table.rows) == 3 and table.row_count == on_duck[("marts", "mart_course_completion")].row_count
+    assert [c for c, _ in table.columns] == [c for c, _ in on_duck[("marts", "mart_course_completion")].columns]
+    print(f"marts equal on emu and local: {compared}; not built on the emulator: {sorted(failed)}; "
+          f"views with persisted descriptions: {sorted(views)}")
