@@ -36,6 +36,14 @@ MARTS = {
 EXPORT_CRON = "*/5 * * * *"
 
 
+def export_condition() -> AutomationCondition:
+    """Every ``EXPORT_CRON`` tick once the marts were updated since; and right away while the export is
+    missing (a first ``make dev``), once its marts exist, unless that attempt failed (no retry loop)."""
+    first = (AutomationCondition.missing() & ~AutomationCondition.any_deps_missing()
+             & ~AutomationCondition.in_progress() & ~AutomationCondition.execution_failed())
+    return AutomationCondition.on_cron(EXPORT_CRON) | first.with_label("missing, marts built")
+
+
 class ExportError(RuntimeError):
     """A mart the export reads is missing, or the export does not follow its schema."""
 
@@ -136,7 +144,7 @@ def write_dashboard_export(warehouse: Warehouse, export_dir: Path | str) -> Path
     kinds={"json"},
     description="The funnel, weekly active learners and training attendance for the D3 page (dashboard/), "
                 "as JSON following dashboard/export.schema.json: a local file, or GCS in prod.",
-    automation_condition=AutomationCondition.on_cron(EXPORT_CRON),
+    automation_condition=export_condition(),
 )
 def dashboard_json(context: AssetExecutionContext, warehouse: Warehouse, exports: ExportStore) -> MaterializeResult:
     where, doc = export_dashboard(warehouse, exports)

@@ -16,6 +16,9 @@ async function loadExport(url) {
   } catch (err) {
     throw new Error(`could not fetch ${url}: ${err.message}`);
   }
+  if (response.status === 404) {
+    throw new Error(`no export at ${url} yet (HTTP 404): materialize exports/dashboard_json in Dagster`);
+  }
   if (!response.ok) throw new Error(`could not load ${url}: HTTP ${response.status} ${response.statusText}`.trim());
   const text = await response.text();
   let data;

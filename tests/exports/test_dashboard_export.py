@@ -6,6 +6,7 @@ storage-client double (``FakeGcs``) that records uploads."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -116,3 +117,48 @@ def test_the_prod_store_uploads_one_object(uri: str, blob: str, monkeypatch: pyt
     assert fake.uploads == [("corisync-exports", blob, b"{}", "application/json", "no-cache")]
     with pytest.raises(ValueError, match="names no bucket"):
         ExportStore(uri="gs:///x").write("dashboard.json", b"{}")
+
+
+def test_automation_exports_once_the_marts_exist_then_on_the_cron_only() -> None:
+    """Dagster's own evaluator over the asset with stand-in marts (specs only, materializations reported)."""
+    from datetime import UTC, datetime, timedelta
+
+    from corisync_assets.exports.dashboard import MARTS
+
+    defs = dg.Definitions(assets=[dashboard_json, *(dg.AssetSpec(k) for k in MARTS.values())],
+                          resources={"warehouse": dg.ResourceDefinition.none_resource(),
+                                     "exports": dg.ResourceDefinition.none_resource()})
+    instance = dg.DagsterInstance.ephemeral()
+    selection = dg.AssetSelection.assets(dashboard_json)
+    key = dashboard_json.key
+
+    # Runless events carry the real time: the evaluations before them are placed in the cron window that
+    # ended at the last 5-minute tick B <= now, the last one just after now.
+    if (datetime.now(UTC).minute % 5, datetime.now(UTC).second) >= (4, 55):  # keep clear of the next tick
+        time.sleep(6)
+    now = datetime.now(UTC)
+    last_tick = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
+
+    def tick(cursor, at: datetime):
+        result = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=cursor,
+                                                   evaluation_time=at)
+        return result.get_num_requested(key), result.cursor
+
+    requested, cursor = tick(None, last_tick - timedelta(minutes=4))
+    assert requested == 0  # no marts yet
+    for mart in MARTS.values():
+        instance.report_runless_asset_event(dg.AssetMaterialization(mart))
+    requested, cursor = tick(cursor, last_tick - timedelta(minutes=3))
+    assert requested == 1  # missing, marts built: at once
+    instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    requested, cursor = tick(cursor, last_tick - timedelta(minutes=2))
+    assert requested == 0  # exported
+    for mart in MARTS.values():
+        instance.report_runless_asset_event(dg.AssetMaterialization(mart))
+    requested, cursor = tick(cursor, datetime.now(UTC) + timedelta(seconds=1))
+    assert requested == 1  # the tick passed and the marts were updated since
+    instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    for mart in MARTS.values():
+        instance.report_runless_asset_event(dg.AssetMaterialization(mart))
+    requested, cursor = tick(cursor, datetime.now(UTC) + timedelta(seconds=2))
+    assert requested == 0  # marts updated again, but no cron tick since the last request

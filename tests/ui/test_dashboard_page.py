@@ -300,7 +300,7 @@ def test_empty_export_draws_empty_states(page: Page, chromium: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "content", "reason"),
     [
-        ("missing.json", None, "HTTP 404"),
+        ("missing.json", None, "HTTP 404): materialize exports/dashboard_json"),
         ("broken.json", "{not json", "is not JSON"),
         ("v2.json", json.dumps({"schema_version": 2}), "schema_version is 2"),
         ("no-attendance.json", json.dumps({
