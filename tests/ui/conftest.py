@@ -76,6 +76,14 @@ WORKSPACE = """
 """
 
 
+def chromium_flags(window: tuple[int, int], virtual_time_ms: int) -> tuple[str, ...]:
+    """Headless Chromium with nothing reaching out (no sync, updates, first-run), a fixed window, and
+    ``virtual_time_ms`` of virtual time for the page's scripts before a dump or screenshot."""
+    return ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+            f"--window-size={window[0]},{window[1]}", f"--virtual-time-budget={virtual_time_ms}")
+
+
 class GraphQLError(AssertionError):
     pass
 

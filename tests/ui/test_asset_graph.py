@@ -22,7 +22,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.ui import checks
-from tests.ui.conftest import ARTIFACTS, Webserver
+from tests.ui.conftest import ARTIFACTS, Webserver, chromium_flags
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -78,18 +78,7 @@ def test_dbt_descriptions_are_asset_descriptions(webserver: Webserver, asset_nod
 #: Taller than wide because the lineage page zooms the graph to fit the viewport's *width*: with this
 #: project's graph a 1000px-high window shows (and, the graph being virtualized, renders) only its middle.
 WINDOW = (1600, 2400)
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-    f"--window-size={WINDOW[0]},{WINDOW[1]}",
-    "--virtual-time-budget=20000",
-)
+CHROMIUM_FLAGS = chromium_flags(WINDOW, virtual_time_ms=20000)
 CHROMIUM_TIMEOUT_S = 180
 
 

@@ -33,23 +33,12 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.support.processes import stop_process_group
-from tests.ui.conftest import ARTIFACTS, free_port
+from tests.ui.conftest import ARTIFACTS, chromium_flags, free_port
 
 pytestmark = pytest.mark.timeout(900)
 
 WINDOW = (1200, 1400)
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-    f"--window-size={WINDOW[0]},{WINDOW[1]}",
-    "--virtual-time-budget=10000",
-)
+CHROMIUM_FLAGS = chromium_flags(WINDOW, virtual_time_ms=10000)
 CHROMIUM_TIMEOUT_S = 120
 SERVER_LOG = ARTIFACTS / "dashboard-server.log"
 
