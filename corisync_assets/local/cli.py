@@ -1,4 +1,5 @@
-"""The ``corisync`` command: ``stack up|down|status`` and ``demo``. Errors are one line on stderr, exit 1."""
+"""The ``corisync`` command: ``stack up|down|status``, ``demo``, ``lander``, ``dead-letters``, ``dev``.
+Errors are one line on stderr, exit 1."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--random-seed", type=int, default=None, help="make the run deterministic")
     lander = sub.add_parser("lander", help="land CDC events continuously (seconds from commit to warehouse)")
     lander.add_argument("--health", action="store_true", help="exit 0 if a lander cycle completed within 60 s")
+    dead = sub.add_parser("dead-letters", help="list dead letters, or replay one table's after a fix")
+    dead.add_argument("action", choices=["list", "replay"])
+    dead.add_argument("table", nargs="?", help="source table (replay: required)")
     dev = sub.add_parser("dev", help="stack up, demo data, a demo change stream and the Dagster UI")
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--host", default="127.0.0.1")
@@ -48,6 +52,8 @@ def run(argv: list[str] | None = None) -> int:
         if args.health:
             return 0 if lander.healthy() else 1
         return lander.run()
+    if args.command == "dead-letters":
+        return _dead_letters(args.action, args.table)
     if args.command == "dev":
         from corisync_assets.local.dev import run_dev
 
@@ -56,6 +62,23 @@ def run(argv: list[str] | None = None) -> int:
 
     run_demo(force_seed=args.seed, rate=args.rate, duration=args.duration, random_seed=args.random_seed)
     return 0
+
+
+def _dead_letters(action: str, table: str | None) -> int:
+    from corisync_assets.cdc import dead_letters
+    from corisync_assets.environment import settings, warehouse_resource
+
+    warehouse = warehouse_resource(settings())
+    if action == "list":
+        rows = dead_letters.summarize(warehouse.dead_letters(table))
+        print("table\tpending\treplayed\terror")
+        for t, error, pending, replayed in rows:
+            print(f"{t}\t{pending}\t{replayed}\t{error}")
+        return 0
+    if not table:
+        raise ConfigError("corisync dead-letters replay needs a table")
+    report = dead_letters.replay(warehouse, table)
+    return 0 if not report.still_failing else 4
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 SOURCE_PREFIX = "tc4a_postgres"
 RAW_PREFIX = "raw_cdc"
-DBT_LAYERS = ("staging", "marts", "snapshots")
+DBT_LAYERS = ("staging", "marts", "reporting", "snapshots")
 
 Key = tuple[str, ...]
 Nodes = Mapping[Key, Mapping[str, Any]]

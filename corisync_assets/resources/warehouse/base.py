@@ -18,8 +18,24 @@ from corisync_assets.cdc.envelope import ChangeBatch, check_identifier
 
 CHANGELOG_SUFFIX = "__changelog"
 DEAD_LETTERS = "_dead_letters"
-#: the SQL of ``Warehouse.dead_letter_summary`` (both dialects), ``{table}`` the dead-letter table's reference
-DEAD_LETTER_SUMMARY_SQL = "SELECT source_table, error, count(*) FROM {table} GROUP BY source_table, error"
+#: the SQL of ``Warehouse.dead_letter_summary`` (both dialects), ``{table}`` the dead-letter table's reference,
+#: ``{pending}`` the condition that leaves out dead letters already replayed (or ``TRUE``)
+DEAD_LETTER_SUMMARY_SQL = ("SELECT source_table, error, count(*) FROM {table} WHERE {pending}"
+                           " GROUP BY source_table, error")
+
+
+@dataclass(frozen=True)
+class StoredDeadLetter:
+    """A message that did not land, as the warehouse keeps it (``_dead_letters``)."""
+
+    source_table: str
+    topic: str
+    partition: int
+    offset: int
+    error: str
+    key: str | None
+    value: str | None
+    replayed: bool
 
 
 @dataclass(frozen=True)
@@ -53,8 +69,20 @@ class Warehouse(ConfigurableResource):
         """Land one table's batch in one transaction."""
         return self.land_all([batch])[0]
 
-    def land_all(self, batches: Sequence[ChangeBatch]) -> list[LandResult]:  # pragma: no cover - interface
-        """Land batches of several tables in one transaction; one result per batch, in order."""
+    def land_all(self, batches: Sequence[ChangeBatch], replay: bool = False
+                 ) -> list[LandResult]:  # pragma: no cover - interface
+        """Land batches of several tables in one transaction; one result per batch, in order.
+
+        ``replay``: the events are older messages landed late (dead letters replayed): the changelog takes
+        them, but current state takes an event only if no newer event of its row was landed before."""
+        raise NotImplementedError
+
+    def dead_letters(self, table: str | None = None) -> list[StoredDeadLetter]:  # pragma: no cover - interface
+        """Every dead letter held (of one source table), replayed or not, in (topic, partition, offset) order."""
+        raise NotImplementedError
+
+    def mark_replayed(self, table: str, positions: Sequence[tuple[str, int, int]]) -> int:  # pragma: no cover
+        """Mark these (topic, partition, offset) dead letters of ``table`` replayed (they are kept); how many."""
         raise NotImplementedError
 
     @contextmanager

@@ -21,6 +21,7 @@ from corisync_assets.resources.warehouse.base import (
     DEAD_LETTER_SUMMARY_SQL,
     DEAD_LETTERS,
     LandResult,
+    StoredDeadLetter,
     TableRows,
     Warehouse,
 )
@@ -100,7 +101,7 @@ CHANGELOG_DDL = """(
 
 DEAD_LETTER_DDL = """(
     source_table VARCHAR, kafka_topic VARCHAR, kafka_partition INTEGER, kafka_offset BIGINT,
-    error VARCHAR, key VARCHAR, value VARCHAR, landed_at TIMESTAMPTZ NOT NULL)"""
+    error VARCHAR, key VARCHAR, value VARCHAR, landed_at TIMESTAMPTZ NOT NULL, replayed_at TIMESTAMPTZ)"""
 
 
 class DuckDBWarehouse(Warehouse):
@@ -115,6 +116,7 @@ class DuckDBWarehouse(Warehouse):
         return "duckdb"
 
     _session_con: Any = PrivateAttr(default=None)
+    _dlq_ready: set = PrivateAttr(default_factory=set)  # dead-letter tables known to have today's columns
     _in_session: bool = PrivateAttr(default=False)
 
     def _open(self, read_only: bool = False):
@@ -230,29 +232,67 @@ class DuckDBWarehouse(Warehouse):
         if not self.existing_relations([(self.schema_name, DEAD_LETTERS)]):
             return []
         with self.connect(read_only=True) as con:
-            return con.execute(DEAD_LETTER_SUMMARY_SQL.format(
-                table=f"{q(self.schema_name)}.{q(DEAD_LETTERS)}")).fetchall()
+            dlq = f"{q(self.schema_name)}.{q(DEAD_LETTERS)}"
+            pending = "replayed_at IS NULL" if self._has_replayed_at(con, dlq) else "TRUE"
+            return con.execute(DEAD_LETTER_SUMMARY_SQL.format(table=dlq, pending=pending)).fetchall()
+
+    def _has_replayed_at(self, con, dlq: str) -> bool:
+        """Dead-letter tables made before replay existed lack the column until the next landing adds it."""
+        return bool(con.execute(f"SELECT count(*) FROM (DESCRIBE {dlq}) WHERE column_name = 'replayed_at'"
+                                ).fetchall()[0][0])
+
+    def dead_letters(self, table=None):
+        dlq = f"{q(self.schema_name)}.{q(DEAD_LETTERS)}"
+        if not self.existing_relations([(self.schema_name, DEAD_LETTERS)]):
+            return []
+        with self.connect() as con:
+            replayed = "replayed_at IS NOT NULL" if self._has_replayed_at(con, dlq) else "FALSE"
+            rows = con.execute(
+                f"SELECT source_table, kafka_topic, kafka_partition, kafka_offset, error, key, value, {replayed} "
+                f"FROM {dlq} WHERE ? IS NULL OR source_table = ? ORDER BY 2, 3, 4", [table, table]).fetchall()
+        return [StoredDeadLetter(*row) for row in rows]
+
+    def mark_replayed(self, table, positions):
+        if not positions:
+            return 0
+        dlq = f"{q(self.schema_name)}.{q(DEAD_LETTERS)}"
+        with self._writer() as con:
+            self._ensure_dead_letter_table(con, dlq)
+            con.execute("CREATE OR REPLACE TEMP TABLE _replayed (t VARCHAR, p INTEGER, o BIGINT)")
+            con.executemany("INSERT INTO _replayed VALUES (?, ?, ?)", [tuple(p) for p in positions])
+            n = con.execute(f"""UPDATE {dlq} d SET replayed_at = now() FROM _replayed r
+                WHERE d.source_table = ? AND d.kafka_topic = r.t AND d.kafka_partition = r.p
+                  AND d.kafka_offset = r.o AND d.replayed_at IS NULL""", [table]).fetchall()[0][0]
+            con.execute("DROP TABLE _replayed")
+        return n
+
+    def _ensure_dead_letter_table(self, con, dlq: str) -> None:
+        if dlq in self._dlq_ready:
+            return
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {q(self.schema_name)}")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {dlq} {DEAD_LETTER_DDL}")
+        con.execute(f"ALTER TABLE {dlq} ADD COLUMN IF NOT EXISTS replayed_at TIMESTAMPTZ")
+        self._dlq_ready.add(dlq)
 
     def row_count(self, table: str) -> int:
         with self.connect() as con:
             return con.execute(f"SELECT count(*) FROM {q(self.schema_name)}.{q(table)}").fetchone()[0]
 
-    def land_all(self, batches: Sequence[ChangeBatch]) -> list[LandResult]:
+    def land_all(self, batches: Sequence[ChangeBatch], replay: bool = False) -> list[LandResult]:
         s = q(self.schema_name)
         dlq = f"{s}.{q(DEAD_LETTERS)}"
         results = []
         with self._writer() as con:
             con.execute("BEGIN")
             try:
-                con.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
-                con.execute(f"CREATE TABLE IF NOT EXISTS {dlq} {DEAD_LETTER_DDL}")
+                self._ensure_dead_letter_table(con, dlq)
                 for batch in batches:
                     current, changelog = self.table_names(batch.table)
                     new_dead = self._land_dead_letters(con, dlq, batch)
                     new_events = duplicates = 0
                     if len(batch):
                         new_events, duplicates = self._land_events(
-                            con, f"{s}.{q(current)}", f"{s}.{q(changelog)}", batch
+                            con, f"{s}.{q(current)}", f"{s}.{q(changelog)}", batch, replay
                         )
                     results.append(LandResult(new_events, duplicates, new_dead))
                 con.execute("COMMIT")
@@ -275,7 +315,9 @@ class DuckDBWarehouse(Warehouse):
         con.executemany("INSERT INTO _dl VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         # the same message (topic, partition, offset and bytes) dead-lettered twice is one row
         n = con.execute(
-            f"""INSERT INTO {dlq} SELECT d.*, now() FROM _dl d WHERE NOT EXISTS (
+            f"""INSERT INTO {dlq} (source_table, kafka_topic, kafka_partition, kafka_offset, error, key, value,
+                                   landed_at)
+                SELECT d.*, now() FROM _dl d WHERE NOT EXISTS (
                 SELECT 1 FROM {dlq} x WHERE x.kafka_topic = d.kafka_topic AND x.kafka_partition = d.kafka_partition
                 AND x.kafka_offset = d.kafka_offset AND x.value IS NOT DISTINCT FROM d.value)"""
         ).fetchone()[0]
@@ -305,7 +347,7 @@ class DuckDBWarehouse(Warehouse):
                 con.execute(f"ALTER TABLE {cur} ALTER COLUMN {q(c.name)} SET DATA TYPE {want}")
         return added
 
-    def _land_events(self, con, cur: str, log: str, batch: ChangeBatch) -> tuple[int, int]:
+    def _land_events(self, con, cur: str, log: str, batch: ChangeBatch, replay: bool = False) -> tuple[int, int]:
         if batch.schema is None:  # only truncates so far: the table's columns are still unknown
             raise ValueError(f"no row schema seen yet for table {batch.table!r}; cannot land a bare truncate")
         added = self._ensure_tables(con, cur, log, batch)
@@ -335,7 +377,7 @@ class DuckDBWarehouse(Warehouse):
                            _cdc_partition, _cdc_offset, now()
                     FROM (SELECT *, json_extract(_cdc_payload, ['$.before', '$.after']) AS _ba FROM _new)"""
                 )
-                self._apply_current(con, cur, batch, added)
+                self._apply_current(con, cur, batch, added, log if replay else None)
             con.execute("DROP VIEW _new")
             con.execute("DROP TABLE _new_pos")
         finally:
@@ -343,10 +385,13 @@ class DuckDBWarehouse(Warehouse):
         return new, len(batch) - new
 
     @staticmethod
-    def _apply_current(con, cur: str, batch: ChangeBatch, added: set[str] = frozenset()) -> None:
+    def _apply_current(con, cur: str, batch: ChangeBatch, added: set[str] = frozenset(),
+                       newer_in: str | None = None) -> None:
         """Upsert the latest event per row into current state. ``added``: columns this landing added; an event
         older than such a column has no value for it, and the row takes the column's default (as in
-        Postgres, where existing rows read the default of a column added with one)."""
+        Postgres, where existing rows read the default of a column added with one). ``newer_in`` (replays):
+        the changelog; a row whose changelog holds a newer event than the replayed one keeps its state (a
+        row's changes have increasing LSNs: Postgres' row lock orders them)."""
         schema = batch.schema
         truncate_lsn = con.execute("SELECT max(_cdc_lsn) FROM _new WHERE _cdc_op = 't'").fetchone()[0]
         if truncate_lsn is not None:
@@ -370,7 +415,7 @@ class DuckDBWarehouse(Warehouse):
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _latest AS
             SELECT {", ".join(f"{value(c)} AS {q(c.name)}" for c in schema.columns)},
-                   _cdc_op, _cdc_lsn, _cdc_ts_ms
+                   _cdc_op, _cdc_lsn, _cdc_ts_ms, _cdc_key
             FROM (SELECT *, json_transform(_cdc_payload, '{{"after": {row_spec}}}') AS _p,
                             json_transform(_cdc_key, '{key_spec}') AS _k
                   FROM _new
@@ -378,6 +423,9 @@ class DuckDBWarehouse(Warehouse):
                   QUALIFY row_number() OVER (PARTITION BY _cdc_key
                                              ORDER BY _cdc_partition DESC, _cdc_offset DESC) = 1)"""
         )
+        if newer_in is not None:
+            con.execute(f"""DELETE FROM _latest l WHERE EXISTS (
+                SELECT 1 FROM {newer_in} c WHERE c.key = CAST(l._cdc_key AS JSON) AND c.source_lsn > l._cdc_lsn)""")
         match = " AND ".join(f"t.{q(k)} = l.{q(k)}" for k in schema.primary_key)
         con.execute(f"DELETE FROM {cur} t USING _latest l WHERE {match}")
         names = ", ".join(q(c.name) for c in schema.columns)
