@@ -1,11 +1,12 @@
 # CoriSync on Google Cloud: the BigQuery datasets (raw, staging, marts) with CMEK and expiry rules,
-# least-privilege service accounts for Dagster, dbt and Metabase, and (create_vm) a private VM that
-# runs the compose stack, reachable through IAP only.
+# least-privilege service accounts for Dagster, dbt and Metabase, the exports bucket (the dashboard
+# JSON the web platform reads), and (create_vm) a private VM that runs the compose stack, reachable
+# through IAP only.
 
 locals {
   app_dir = "/opt/corisync/app"
 
-  services = ["bigquery.googleapis.com", "cloudkms.googleapis.com", "compute.googleapis.com", "iam.googleapis.com", "iap.googleapis.com"]
+  services = ["bigquery.googleapis.com", "cloudkms.googleapis.com", "compute.googleapis.com", "iam.googleapis.com", "iap.googleapis.com", "storage.googleapis.com"]
 
   day_ms = 24 * 60 * 60 * 1000
 
@@ -104,6 +105,42 @@ resource "google_bigquery_dataset" "this" {
   }
 
   depends_on = [google_kms_crypto_key_iam_member.bigquery]
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Exports bucket: exports/dashboard_json writes dashboard/dashboard.json here (CORISYNC_EXPORTS_URI);
+# private, the web platform's backend reads it (or hands out signed URLs). Old versions expire.
+# ---------------------------------------------------------------------------------------------------
+resource "google_storage_bucket" "exports" {
+  #checkov:skip=CKV_GCP_62:Access logs of a bucket holding one aggregate JSON document written by Dagster; Cloud Audit Logs (data access) cover reads when needed.
+  name                        = "${var.project_id}-corisync-exports"
+  location                    = var.bq_location
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+  labels                      = merge(var.labels, { layer = "exports" })
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      num_newer_versions = 20
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+# Dagster replaces the export object: create, read and delete objects in this bucket only.
+resource "google_storage_bucket_iam_member" "dagster_exports" {
+  bucket = google_storage_bucket.exports.name
+  role   = "roles/storage.objectUser"
+  member = google_service_account.dagster.member
 }
 
 # ---------------------------------------------------------------------------------------------------

@@ -3,6 +3,11 @@ output "bq_datasets" {
   value       = { for layer, ds in google_bigquery_dataset.this : layer => ds.dataset_id }
 }
 
+output "exports_uri" {
+  description = "CORISYNC_EXPORTS_URI for docker/.env: where exports/dashboard_json writes dashboard.json."
+  value       = "gs://${google_storage_bucket.exports.name}/dashboard"
+}
+
 output "bq_location" {
   description = "CORISYNC_BQ_LOCATION for docker/.env."
   value       = var.bq_location
