@@ -1,7 +1,9 @@
 """The one local/prod switch.
 
 Every environment variable the platform reads is declared in ``ENV_VARS`` and read here, nowhere else
-(`definitions.py` asks this module for resources, the dbt target and addresses). ``local`` is the default:
+(`definitions.py` asks this module for resources, the dbt target and addresses); the one exception is the
+Metabase provisioning job, a compose one-shot outside the code location, which reads its ``metabase:``
+variables in ``corisync_assets/metabase/config.py``. ``local`` is the default:
 the embedded stack on this machine with DuckDB as warehouse; ``prod`` points the same assets at a Kafka
 cluster, Debezium Connect, a Spark cluster and BigQuery.
 """
