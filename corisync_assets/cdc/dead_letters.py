@@ -9,7 +9,8 @@ pending, with its error. Current state takes a replayed event only if its row ha
 replayed insert does not bring back a row deleted since, nor an old update overwrite a newer one.
 
 The events of one table are replayed in (topic, partition, offset) order, outside the transaction cut:
-a dead letter's transaction has landed already, without it.
+a dead letter's transaction has landed already, without it. DuckDB lands them in one transaction; BigQuery
+outside its stream, with a load job and the fold's statements (``Warehouse.land_all(..., replay=True)``).
 """
 
 from __future__ import annotations

@@ -184,15 +184,33 @@ def test_dead_letters_land_once(bq_warehouse: BigQueryWarehouse) -> None:
     assert bq_warehouse.fold(force=True)["dead_letters"] == 0
     assert bq_warehouse.row_count(DEAD_LETTERS) == 2
     assert bq_warehouse.dead_letter_summary() == {"courses": {dead[0]["error"]: 1, dead[1]["error"]: 1}}
-    # `corisync dead-letters list` reads them; replaying into BigQuery is refused with the reason
+    # `corisync dead-letters list` reads them
     listed = bq_warehouse.dead_letters("courses")
     assert [(d.offset, d.key, d.value, d.replayed) for d in listed] == [
         (1, '{"id": 1}', "not json at all", False), (2, None, dead[1]["value"], False)]
     assert bq_warehouse.dead_letters("users") == []
-    from corisync_assets.cdc.dead_letters import replay
 
-    with pytest.raises(NotImplementedError, match="not implemented yet: the fold has no guard"):
-        replay(bq_warehouse, "courses", out=lambda _: None)
+
+def test_dead_letters_replay_as_on_duckdb(bq_warehouse: BigQueryWarehouse) -> None:
+    """The scenario of tests/cdc/test_dead_letter_replay.py: replayed events land (a load job and the fold's
+    statements with the replay guard), a row's newer change wins, garbage stays pending; twice is once."""
+    from corisync_assets.cdc.dead_letters import replay
+    from tests.cdc.test_dead_letter_replay import _expected, _land_as_the_old_code_did
+
+    _land_as_the_old_code_did(bq_warehouse)
+    bq_warehouse.fold(force=True)
+    report = replay(bq_warehouse, "courses", out=lambda _: None)
+    assert (report.pending, report.replayed, report.new_events, report.already_landed) == (4, 3, 3, 0)
+    state = {r["course_id"]: r["title"] for r in rows(bq_warehouse, "courses", "course_id")}
+    assert state == _expected()
+    assert [r["source_lsn"] for r in rows(bq_warehouse, "courses__changelog", "source_lsn")] == [
+        100, 110, 120, 130, 140, 150]
+    assert bq_warehouse.dead_letter_summary() == {"courses": {"DecodeError: not JSON": 1}}
+    assert [(d.offset, d.replayed) for d in bq_warehouse.dead_letters("courses")] == [
+        (0, True), (2, True), (4, True), (6, False)]
+    again = replay(bq_warehouse, "courses", out=lambda _: None)
+    assert (again.pending, again.replayed, again.new_events) == (1, 0, 0)
+    assert {r["course_id"]: r["title"] for r in rows(bq_warehouse, "courses", "course_id")} == state
 
 
 # --- the same batches through DuckDB (the reference) and BigQuery --------------------------------------
@@ -269,8 +287,7 @@ def assert_same_as_reference(bq_warehouse: BigQueryWarehouse, duck: DuckDBWareho
     log = [normalized(r, ("key", "before", "after"), ("landed_at",)) for r in duck_rows(duck, "courses__changelog",
                                                                                           order)]
     assert [normalized(r, (), ("landed_at",)) for r in rows(bq_warehouse, "courses__changelog", order)] == log
-    # replayed_at: DuckDB only, until BigQuery replays dead letters (corisync_assets/cdc/dead_letters.py)
-    dead = [normalized(r, (), ("landed_at", "replayed_at")) for r in duck_rows(duck, DEAD_LETTERS, "kafka_offset")]
+    dead = [normalized(r, (), ("landed_at",)) for r in duck_rows(duck, DEAD_LETTERS, "kafka_offset")]
     assert [normalized(r, (), ("landed_at",)) for r in rows(bq_warehouse, DEAD_LETTERS, "kafka_offset")] == dead
 
 

@@ -42,8 +42,10 @@ and a short retry deadline, so an unreachable endpoint fails in seconds.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -173,12 +175,9 @@ CHANGELOG_FIELDS = (
 )
 DEAD_LETTER_FIELDS = (
     "source_table STRING, kafka_topic STRING, kafka_partition INT64, kafka_offset INT64, error STRING,"
-    " key STRING, value STRING, landed_at TIMESTAMP REQUIRED"
+    " key STRING, value STRING, landed_at TIMESTAMP REQUIRED, replayed_at TIMESTAMP"
 )
 CURRENT_META_FIELDS = "_cdc_op STRING, _cdc_lsn INT64, _cdc_ts_ms INT64, _cdc_landed_at TIMESTAMP"
-
-REPLAY_NOT_YET = ("replaying dead letters into BigQuery is not implemented yet: the fold has no guard against a "
-                  "replayed event older than its row's latest change (the DuckDB warehouse has one)")
 
 #: the landing table: every appended event (``_cdc_error`` NULL) and dead letter (``_cdc_error`` set) of every
 #: table, in wire form, tagged with its cycle. Column order = field numbers of the Storage Write API rows.
@@ -487,8 +486,12 @@ class BigQueryWarehouse(Warehouse):
             SCHEMAS: (SCHEMA_FIELDS, None),
         }
         for table, (fields, partition) in specs.items():
-            if self._get_table(table) is None:
+            found = self._get_table(table)
+            if found is None:
                 self._create_table(table, _fields(fields), partition=partition)
+            elif table == DEAD_LETTERS and "replayed_at" not in {f.name for f in found.schema}:
+                # made before dead letters could be replayed
+                self._query(f"ALTER TABLE {self._sql_ref(table)} ADD COLUMN IF NOT EXISTS replayed_at TIMESTAMP")
         if self._get_table(FOLD_STATE) is None:
             self._query(f"CREATE TABLE IF NOT EXISTS {self._sql_ref(FOLD_STATE)} AS SELECT 1 AS id, "
                         "CAST(NULL AS STRING) AS fold_id, CAST(NULL AS TIMESTAMP) AS folded_at")
@@ -561,7 +564,7 @@ class BigQueryWarehouse(Warehouse):
 
         try:
             return [tuple(r) for r in self._query(DEAD_LETTER_SUMMARY_SQL.format(
-                table=self._sql_ref(DEAD_LETTERS), pending="TRUE"))]
+                table=self._sql_ref(DEAD_LETTERS), pending="replayed_at IS NULL"))]
         except NotFound:  # nothing dead-lettered yet
             return []
 
@@ -570,7 +573,8 @@ class BigQueryWarehouse(Warehouse):
 
         try:
             rows = self._query(
-                "SELECT source_table, kafka_topic, kafka_partition, kafka_offset, error, key, value, FALSE"
+                "SELECT source_table, kafka_topic, kafka_partition, kafka_offset, error, key, value,"
+                " replayed_at IS NOT NULL"
                 f" FROM {self._sql_ref(DEAD_LETTERS)} WHERE @t IS NULL OR source_table = @t ORDER BY 2, 3, 4",
                 {"t": table})
         except NotFound:
@@ -578,7 +582,64 @@ class BigQueryWarehouse(Warehouse):
         return [StoredDeadLetter(*tuple(r)) for r in rows]
 
     def mark_replayed(self, table, positions):
-        raise NotImplementedError(REPLAY_NOT_YET)
+        """UPDATE (one DML job per 500 positions); topics are checked against Kafka's charset."""
+        positions = list(positions)
+        if not positions:
+            return 0
+        self._setup()
+        for topic, _partition, _offset in positions:
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic):
+                raise ValueError(f"not a Kafka topic name: {topic!r}")
+        dlq, n = self._sql_ref(DEAD_LETTERS), 0
+        for i in range(0, len(positions), 500):  # a statement stays far below BigQuery's query length limit
+            listed = " OR ".join(f"(kafka_topic = '{t}' AND kafka_partition = {int(p)} AND kafka_offset = {int(o)})"
+                                 for t, p, o in positions[i:i + 500])
+            job = self.client().query(
+                f"UPDATE {dlq} SET replayed_at = CURRENT_TIMESTAMP()"
+                f" WHERE source_table = '{check_identifier(table, 'table')}' AND replayed_at IS NULL AND ({listed})",
+                retry=self._retry, timeout=self.request_timeout_s, job_retry=None)
+            job.result(timeout=self.job_timeout_s, retry=self._retry)
+            n += int(job.num_dml_affected_rows or 0)
+        return n
+
+    def _land_replayed(self, batch: ChangeBatch) -> LandResult:
+        """Replayed dead letters, outside the stream and the fold: loaded into a staging table (a load job),
+        then applied by the fold's own statements (``events_sql`` with the replay guard) in one script."""
+        from google.cloud import bigquery
+
+        check_identifier(batch.table, "table")
+        if not len(batch):
+            return LandResult(0, 0, 0)
+        self._setup()
+        self._register(batch.table, batch.schema)
+        new_events, _keys = self._new_events(batch)
+        landed_at = datetime.now(UTC)
+        stamp = {"_cdc_cycle": f"replay-{uuid.uuid4().hex[:12]}", "_cdc_landed_at": landed_at.isoformat(),
+                 "_cdc_table": batch.table}
+        stg = f"_cdc_replay_{uuid.uuid4().hex[:12]}"
+        fields = _fields(STREAM_FIELDS)
+        self._create_table(stg, fields)
+        try:
+            ndjson = b"\n".join(json.dumps({**stamp, **e}).encode() for e in new_events)
+            self.client().load_table_from_file(
+                io.BytesIO(ndjson), self._ref(stg), timeout=self.request_timeout_s,
+                job_config=bigquery.LoadJobConfig(schema=fields, source_format="NEWLINE_DELIMITED_JSON"),
+            ).result(timeout=self.job_timeout_s)
+            current, changelog = self.table_names(batch.table)
+            script = "\n".join([
+                "DECLARE new_events INT64 DEFAULT 0;", "DECLARE truncate_lsn INT64;", "DECLARE snapshot_end INT64;",
+                "BEGIN TRANSACTION;",
+                self.events_sql(self._folded_schemas()[batch.table], self._sql_ref(stg),
+                                self._sql_ref(current), self._sql_ref(changelog), "_r", guard=True),
+                "COMMIT TRANSACTION;",
+                "DROP TABLE IF EXISTS _new_r;", "DROP TABLE IF EXISTS _latest_r;",
+                "SELECT new_events;",
+            ])
+            new = int(self._query(script)[0]["new_events"] or 0)
+        finally:
+            self.client().delete_table(self._ref(stg), not_found_ok=True, retry=self._retry,
+                                       timeout=self.request_timeout_s)
+        return LandResult(new, len(batch) - new, 0)
 
     def read_tables(self, relations, limit=None):
         """tables.get (columns, row count) and tabledata.list (rows): REST calls, free, no query job. Views
@@ -620,7 +681,7 @@ class BigQueryWarehouse(Warehouse):
         """Append every batch's new events and dead letters to _cdc_stream, then the cycle's marker to
         _cdc_cycles (Storage Write API; no job). Current state and changelog follow at the next fold."""
         if replay:
-            raise NotImplementedError(REPLAY_NOT_YET)
+            return [self._land_replayed(batch) for batch in batches]
         batches = list(batches)
         for batch in batches:
             check_identifier(batch.table, "table")
@@ -774,11 +835,15 @@ class BigQueryWarehouse(Warehouse):
             result["seconds"] = round(time.monotonic() - started, 3)
         return result
 
-    def _fold_once(self) -> dict | None:
+    def _folded_schemas(self) -> dict[str, TableSchema]:
+        """Per table, the union of every row schema registered: what the fold applies events with."""
         by_table: dict[str, list[TableSchema]] = {}
         for table, _sid, schema in self._read_schemas():
             by_table.setdefault(table, []).append(schema_from_json(schema))
-        tables = {table: union_schema(schemas) for table, schemas in sorted(by_table.items())}
+        return {table: union_schema(schemas) for table, schemas in sorted(by_table.items())}
+
+    def _fold_once(self) -> dict | None:
+        tables = self._folded_schemas()
         fold_id = uuid.uuid4().hex
         row = self._query(self.fold_script(tables, fold_id))[0]
         cycles, first, last, new_dead, *counts = row.values()
@@ -877,7 +942,7 @@ END IF;
 END IF;"""
 
     @staticmethod
-    def events_sql(schema: TableSchema, stg: str, cur: str, log: str, suffix: str = "") -> str:
+    def events_sql(schema: TableSchema, stg: str, cur: str, log: str, suffix: str = "", guard: bool = False) -> str:
         """Apply the staged events `stg` (rows of _cdc_stream, any number of cycles) to changelog and current
         state; sets ``new_events``. Order of events: cycle (landing time), then partition/offset. Its temp tables
         are ``_new<suffix>`` and ``_latest<suffix>`` (one pair per table, so that no temp table is created twice in
@@ -908,6 +973,13 @@ END IF;"""
         meta_sets = "_cdc_op = l._cdc_op, _cdc_lsn = l._cdc_lsn, _cdc_ts_ms = l._cdc_ts_ms, " \
                     "_cdc_landed_at = CURRENT_TIMESTAMP()"
         values = ", ".join(f"l.`{n}`" for n in names)
+        # replays: a row whose changelog holds a newer event than the replayed one keeps its state (a row's
+        # changes have increasing LSNs: Postgres' row lock orders them)
+        newer = f"""
+DELETE FROM {latest} l WHERE EXISTS (
+    SELECT 1 FROM {log} c
+    WHERE TO_JSON_STRING(c.key) = TO_JSON_STRING(PARSE_JSON(l._cdc_key)) AND c.source_lsn > l._cdc_lsn);""" \
+            if guard else ""
         first = "_cdc_landed_at, _cdc_cycle, _cdc_partition, _cdc_offset"
         last = "_cdc_landed_at DESC, _cdc_cycle DESC, _cdc_partition DESC, _cdc_offset DESC"
         return f"""CREATE OR REPLACE TEMP TABLE {new} AS
@@ -933,10 +1005,10 @@ DELETE FROM {cur} WHERE TRUE;
 END IF;
 CREATE OR REPLACE TEMP TABLE {latest} AS
 SELECT {", ".join(f"{value(c)} AS `{c.name}`" for c in schema.columns)},
-       _cdc_op, _cdc_lsn, _cdc_ts_ms
+       _cdc_op, _cdc_lsn, _cdc_ts_ms, _cdc_key
 FROM {new}
 WHERE _cdc_op <> 't' AND _cdc_lsn > COALESCE(truncate_lsn, -1)
-QUALIFY ROW_NUMBER() OVER (PARTITION BY {", ".join(raw(by_name[k]) for k in pk)} ORDER BY {last}) = 1;
+QUALIFY ROW_NUMBER() OVER (PARTITION BY {", ".join(raw(by_name[k]) for k in pk)} ORDER BY {last}) = 1;{newer}
 MERGE {cur} t USING {latest} l ON {match}
 WHEN MATCHED AND l._cdc_op = 'd' THEN DELETE
 WHEN MATCHED THEN UPDATE SET {sets}, {meta_sets}
