@@ -84,6 +84,28 @@ def chromium_flags(window: tuple[int, int], virtual_time_ms: int) -> tuple[str, 
             f"--window-size={window[0]},{window[1]}", f"--virtual-time-budget={virtual_time_ms}")
 
 
+def dom_and_screenshot(chromium: Path, flags: tuple[str, ...], url: str, screenshot: Path | None = None,
+                       timeout_s: float = 180) -> str:
+    """The page's DOM after its scripts ran, and (if asked) its screenshot: two headless Chromiums at once,
+    each with its own throwaway profile. A failing browser fails the test with its stderr."""
+    with tempfile.TemporaryDirectory(prefix="corisync-ui-chromium-") as tmp:
+        modes = ["--dump-dom", *([f"--screenshot={screenshot}"] if screenshot is not None else [])]
+        procs = [subprocess.Popen([str(chromium), *flags, f"--user-data-dir={tmp}/{i}", mode, url],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for i, mode in enumerate(modes)]
+        deadline = time.monotonic() + timeout_s
+        try:
+            outputs = [proc.communicate(timeout=max(5.0, deadline - time.monotonic())) for proc in procs]
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, f"chromium {proc.args[-2]} exited {proc.returncode}:\n{err[-3000:]}"
+    return outputs[0][0]
+
+
 class GraphQLError(AssertionError):
     pass
 

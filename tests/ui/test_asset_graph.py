@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
@@ -22,7 +19,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.ui import checks
-from tests.ui.conftest import ARTIFACTS, Webserver, chromium_flags
+from tests.ui.conftest import ARTIFACTS, Webserver, chromium_flags, dom_and_screenshot
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -92,11 +89,6 @@ def lineage_url(server: Webserver, groups: Iterable[str]) -> str:
     return f"{server.url}/asset-groups?expanded={quote(expanded, safe='@:,')}"
 
 
-def _start_chromium(chromium: Path, url: str, mode: str, profile: Path) -> subprocess.Popen[str]:
-    cmd = [str(chromium), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", mode, url]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def _png_size(path: Path) -> tuple[int, int]:
     head = path.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", f"{path} is not a PNG"
@@ -112,24 +104,10 @@ def test_lineage_page_shows_asset_nodes(webserver: Webserver, chromium: Path, as
     dom_file.unlink(missing_ok=True)
     url = lineage_url(webserver, {n["groupName"] for n in asset_nodes.values()})
 
-    # Two runs in parallel, each with its own throwaway profile: the screenshot, and the DOM to check.
-    with tempfile.TemporaryDirectory(prefix="corisync-ui-chromium-") as tmp:
-        deadline = time.monotonic() + CHROMIUM_TIMEOUT_S
-        shot = _start_chromium(chromium, url, f"--screenshot={screenshot}", Path(tmp, "shot"))
-        dump = _start_chromium(chromium, url, "--dump-dom", Path(tmp, "dom"))
-        try:
-            dom, dump_err = dump.communicate(timeout=CHROMIUM_TIMEOUT_S)
-            _, shot_err = shot.communicate(timeout=max(5.0, deadline - time.monotonic()))
-        finally:
-            for proc in (shot, dump):
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+    dom = dom_and_screenshot(chromium, CHROMIUM_FLAGS, url, screenshot, CHROMIUM_TIMEOUT_S)
     dom_file.write_text(dom)
 
-    assert dump.returncode == 0, f"chromium --dump-dom exited {dump.returncode}:\n{dump_err[-3000:]}"
-    assert shot.returncode == 0, f"chromium --screenshot exited {shot.returncode}:\n{shot_err[-3000:]}"
-    assert screenshot.exists(), f"chromium wrote no screenshot:\n{shot_err[-3000:]}"
+    assert screenshot.exists(), "chromium wrote no screenshot"
     assert _png_size(screenshot) == WINDOW, f"screenshot is {_png_size(screenshot)}, expected {WINDOW}"
     problems = checks.page_problems(dom, asset_nodes)
     assert not problems, f"{url} (DOM saved to {dom_file}):\n" + "\n".join(problems)

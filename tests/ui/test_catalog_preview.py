@@ -5,8 +5,6 @@ here from the warehouse with plain SQL. Screenshot: artifacts/ui/mart_preview.pn
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -15,30 +13,12 @@ import pytest
 
 from corisync_assets.dbt.assets import AUTOMATION_CONDITION_TAG
 from corisync_assets.environment import warehouse_resource
-from tests.ui.conftest import ARTIFACTS, Webserver
+from tests.ui.conftest import ARTIFACTS, Webserver, dom_and_screenshot
 from tests.ui.test_asset_graph import CHROMIUM_FLAGS, CHROMIUM_TIMEOUT_S
 
 pytestmark = pytest.mark.timeout(600)
 
 MART = dg.AssetKey(["marts", "mart_course_completion"])
-
-
-def _chromium(chromium: Path, url: str, screenshot: Path) -> str:
-    """The page's DOM, and its screenshot: two browsers at once, each with its own throwaway profile."""
-    with tempfile.TemporaryDirectory(prefix="corisync-ui-chromium-") as tmp:
-        procs = [subprocess.Popen([str(chromium), *CHROMIUM_FLAGS, f"--user-data-dir={tmp}/{i}", mode, url],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for i, mode in enumerate(("--dump-dom", f"--screenshot={screenshot}"))]
-        try:
-            outputs = [proc.communicate(timeout=CHROMIUM_TIMEOUT_S) for proc in procs]
-        finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-    for proc, (_, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, f"chromium {proc.args[-2]} exited {proc.returncode}:\n{err[-3000:]}"
-    return outputs[0][0]
 
 
 def test_a_marts_page_shows_its_row_count_schema_and_preview(built, webserver: Webserver, chromium: Path) -> None:
@@ -60,7 +40,7 @@ def test_a_marts_page_shows_its_row_count_schema_and_preview(built, webserver: W
 
     url = f"{webserver.url}/assets/{'/'.join(MART.path)}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    dom = _chromium(chromium, url, ARTIFACTS / "mart_preview.png")
+    dom = dom_and_screenshot(chromium, CHROMIUM_FLAGS, url, ARTIFACTS / "mart_preview.png", CHROMIUM_TIMEOUT_S)
     (ARTIFACTS / "mart_preview.html").write_text(dom)
     assert (ARTIFACTS / "mart_preview.png").stat().st_size > 20_000
 

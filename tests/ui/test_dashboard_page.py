@@ -33,7 +33,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.support.processes import stop_process_group
-from tests.ui.conftest import ARTIFACTS, chromium_flags, free_port
+from tests.ui.conftest import ARTIFACTS, chromium_flags, dom_and_screenshot, free_port
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -148,26 +148,9 @@ def page(dist: Path) -> Iterator[Page]:
 
 def render(chromium: Path, url: str, screenshot: Path | None = None) -> Dom:
     """The page's DOM after its scripts ran (and, if asked, a screenshot), from headless Chromium."""
-    with tempfile.TemporaryDirectory(prefix="corisync-ui-chromium-") as tmp:
-        def start(mode: str, profile: str) -> subprocess.Popen[str]:
-            return subprocess.Popen([str(chromium), *CHROMIUM_FLAGS, f"--user-data-dir={tmp}/{profile}", mode, url],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-        deadline = time.monotonic() + CHROMIUM_TIMEOUT_S
-        procs = [start("--dump-dom", "dom")]
-        if screenshot is not None:
-            screenshot.unlink(missing_ok=True)
-            procs.append(start(f"--screenshot={screenshot}", "shot"))
-        try:
-            outputs = [p.communicate(timeout=max(5.0, deadline - time.monotonic())) for p in procs]
-        finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-    for proc, (_, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, f"chromium {proc.args[-2]} exited {proc.returncode}:\n{err[-3000:]}"
-    return Dom(outputs[0][0])
+    if screenshot is not None:
+        screenshot.unlink(missing_ok=True)
+    return Dom(dom_and_screenshot(chromium, CHROMIUM_FLAGS, url, screenshot, CHROMIUM_TIMEOUT_S))
 
 
 # --- expected values, straight from the marts -------------------------------------------------------------
@@ -382,8 +365,9 @@ def test_hover_shows_tooltip(page: Page, chromium: Path) -> None:
     }))
     with devtools_page(chromium, f"{page.url}?data={quote('data/hover.json')}") as tab:
         deadline = time.monotonic() + 60
-        while tab.evaluate("document.body.dataset.state") != "ready":
-            assert time.monotonic() < deadline, f"page state: {tab.evaluate('document.body.dataset.state')}"
+        state = "document.body ? document.body.dataset.state : null"  # no body while the page still loads
+        while tab.evaluate(state) != "ready":
+            assert time.monotonic() < deadline, f"page state: {tab.evaluate(state)}"
             time.sleep(0.2)
 
         def hover(selector: str) -> tuple[str, bool, dict]:
