@@ -47,10 +47,19 @@ def _cell(value: Any) -> str | int | float | bool | None:
 def with_previews(events: Iterable, key_of: Callable[[Output], AssetKey], warehouse: Warehouse,
                   relations: dict[AssetKey, tuple[str, str]]) -> Iterator:
     """The events, with each mart's Output carrying :func:`table_metadata` (keys it already has win: the
-    in-process adapter's column schema has dbt's types and lineage). Callers hold the writer slot."""
+    in-process adapter's column schema has dbt's types and lineage). Callers hold the writer slot. A list of
+    events (dbt has exited) is read in one call (DuckDB: one connection); a stream mart by mart, as it comes."""
+
+    def mart(event) -> tuple[str, str] | None:
+        key = key_of(event) if isinstance(event, Output) else None
+        return relations.get(key) if key is not None and is_mart(key) else None
+
+    read = None
+    if isinstance(events, list):
+        read = warehouse.read_tables([r for r in map(mart, events) if r is not None], limit=PREVIEW_ROWS)
     for event in events:
-        if isinstance(event, Output) and is_mart(key := key_of(event)) and key in relations:
-            table = warehouse.read_tables([relations[key]], limit=PREVIEW_ROWS).get(relations[key])
-            if table is not None:
+        if (relation := mart(event)) is not None:
+            tables = read if read is not None else warehouse.read_tables([relation], limit=PREVIEW_ROWS)
+            if (table := tables.get(relation)) is not None:
                 event = event.with_metadata({**table_metadata(table), **event.metadata})
         yield event

@@ -50,7 +50,7 @@ class ExportError(RuntimeError):
 
 def build_dashboard_export(tables: dict[str, TableRows], warehouse_kind: str) -> dict[str, Any]:
     """The export document from the three marts' rows (keys of ``MARTS``)."""
-    funnel = [r for r in tables["funnel"].records()]
+    funnel = tables["funnel"].records()
     totals = {k: sum(int(r[k] or 0) for r in funnel) for k in ("enrolled", "started", "completed", "dropped")}
     weeks = sorted(tables["weekly_actives"].records(), key=lambda r: r["week_start"])
     attendance = sorted(tables["attendance"].records(),

@@ -23,13 +23,12 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from corisync_assets.environment import PROJECT_ROOT, settings
+from corisync_assets.local.procs import wait_until
 
 DASHBOARD_DIR = PROJECT_ROOT / "dashboard"
 DIST = DASHBOARD_DIR / "dist"
@@ -45,8 +44,8 @@ class DashboardError(RuntimeError):
 
 
 def export_dir() -> Path:
-    """Where the dashboard export (dashboard.json) is written in local mode."""
-    return settings().home / "exports"
+    """Where the dashboard export (dashboard.json) is written in local mode (``Settings.exports_location``)."""
+    return Path(settings().exports_location)
 
 
 def node_bin_dir() -> Path:
@@ -166,20 +165,20 @@ def start_server(dist: Path, exports: Path, host: str = "127.0.0.1", port: int =
         stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, env=env, start_new_session=True,
     )
     url = f"http://{host}:{port}/"
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            raise DashboardError(f"the dashboard server exited with {process.returncode} (port {port} in use?)")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return process
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise DashboardError(f"the dashboard server did not answer {url} within 30 s")
-        time.sleep(0.2)
+    if not wait_until(lambda: process.poll() is not None or _answers(url), timeout=30):
+        process.kill()
+        raise DashboardError(f"the dashboard server did not answer {url} within 30 s")
+    if process.poll() is not None:
+        raise DashboardError(f"the dashboard server exited with {process.returncode} (port {port} in use?)")
+    return process
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:  # URLError included
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

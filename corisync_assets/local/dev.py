@@ -38,16 +38,15 @@ def run_dev(*, port: int = 3000, host: str = "127.0.0.1", rate: float = 2.0,
     print(f"demo      ... streaming {rate:g} changes/s (log {s.home / 'logs' / 'demo.log'})")
     exports = dashboard.export_dir()
     exports.mkdir(parents=True, exist_ok=True)
+    log = open(s.home / "logs" / "dashboard.log", "ab")  # noqa: SIM115 - lives as long as the child
     try:
         dist = dashboard.build(out=lambda _line: None)  # `make dev` built it already: a quick check
+        children.append(dashboard.start_server(dist, exports, host, dashboard_port, log=log, env=env))
     except dashboard.DashboardError as exc:
+        log.close()
         print(f"dashboard ... not started: {exc}")
     else:
-        logs.append(open(s.home / "logs" / "dashboard.log", "ab"))  # noqa: SIM115 - lives as long as the child
-        children.append(subprocess.Popen(
-            [sys.executable, "-m", "corisync_assets.local.dashboard", "serve", "--dist", str(dist),
-             "--exports", str(exports), "--host", host, "--port", str(dashboard_port)],
-            stdout=logs[-1], stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT))
+        logs.append(log)
         print(f"dashboard ... http://{host}:{dashboard_port} (draws {exports / 'dashboard.json'})")
     print(f"dagster   ... http://{host}:{port} (instance storage: Postgres {s.pg_host}:{s.pg_port}/dagster)")
     try:

@@ -1005,7 +1005,7 @@ DELETE FROM {cur} WHERE TRUE;
 END IF;
 CREATE OR REPLACE TEMP TABLE {latest} AS
 SELECT {", ".join(f"{value(c)} AS `{c.name}`" for c in schema.columns)},
-       _cdc_op, _cdc_lsn, _cdc_ts_ms, _cdc_key
+       _cdc_op, _cdc_lsn, _cdc_ts_ms{", _cdc_key" if guard else ""}
 FROM {new}
 WHERE _cdc_op <> 't' AND _cdc_lsn > COALESCE(truncate_lsn, -1)
 QUALIFY ROW_NUMBER() OVER (PARTITION BY {", ".join(raw(by_name[k]) for k in pk)} ORDER BY {last}) = 1;{newer}

@@ -228,25 +228,34 @@ class DuckDBWarehouse(Warehouse):
                 out[(schema, name)] = TableRows(columns, rows, count)
         return out
 
-    def _dead_letter_rows(self):
-        if not self.existing_relations([(self.schema_name, DEAD_LETTERS)]):
-            return []
+    @contextmanager
+    def _reading_dead_letters(self):
+        """(connection, the table's reference, whether it has replayed_at) on one read-only connection, or
+        None when there is no dead-letter table yet. Tables made before replay existed lack the column until
+        the next landing adds it."""
+        if not Path(self.path).exists():
+            yield None
+            return
         with self.connect(read_only=True) as con:
-            dlq = f"{q(self.schema_name)}.{q(DEAD_LETTERS)}"
-            pending = "replayed_at IS NULL" if self._has_replayed_at(con, dlq) else "TRUE"
+            columns = {r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                [self.schema_name, DEAD_LETTERS]).fetchall()}
+            yield (con, f"{q(self.schema_name)}.{q(DEAD_LETTERS)}", "replayed_at" in columns) if columns else None
+
+    def _dead_letter_rows(self):
+        with self._reading_dead_letters() as found:
+            if found is None:
+                return []
+            con, dlq, replayable = found
+            pending = "replayed_at IS NULL" if replayable else "TRUE"
             return con.execute(DEAD_LETTER_SUMMARY_SQL.format(table=dlq, pending=pending)).fetchall()
 
-    def _has_replayed_at(self, con, dlq: str) -> bool:
-        """Dead-letter tables made before replay existed lack the column until the next landing adds it."""
-        return bool(con.execute(f"SELECT count(*) FROM (DESCRIBE {dlq}) WHERE column_name = 'replayed_at'"
-                                ).fetchall()[0][0])
-
     def dead_letters(self, table=None):
-        dlq = f"{q(self.schema_name)}.{q(DEAD_LETTERS)}"
-        if not self.existing_relations([(self.schema_name, DEAD_LETTERS)]):
-            return []
-        with self.connect() as con:
-            replayed = "replayed_at IS NOT NULL" if self._has_replayed_at(con, dlq) else "FALSE"
+        with self._reading_dead_letters() as found:
+            if found is None:
+                return []
+            con, dlq, replayable = found
+            replayed = "replayed_at IS NOT NULL" if replayable else "FALSE"
             rows = con.execute(
                 f"SELECT source_table, kafka_topic, kafka_partition, kafka_offset, error, key, value, {replayed} "
                 f"FROM {dlq} WHERE ? IS NULL OR source_table = ? ORDER BY 2, 3, 4", [table, table]).fetchall()
@@ -415,7 +424,7 @@ class DuckDBWarehouse(Warehouse):
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _latest AS
             SELECT {", ".join(f"{value(c)} AS {q(c.name)}" for c in schema.columns)},
-                   _cdc_op, _cdc_lsn, _cdc_ts_ms, _cdc_key
+                   _cdc_op, _cdc_lsn, _cdc_ts_ms{", _cdc_key" if newer_in is not None else ""}
             FROM (SELECT *, json_transform(_cdc_payload, '{{"after": {row_spec}}}') AS _p,
                             json_transform(_cdc_key, '{key_spec}') AS _k
                   FROM _new
