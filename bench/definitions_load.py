@@ -106,7 +106,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="corisync-bench-", dir="/tmp"))
     home.chmod(0o755)
     env = {**os.environ, "CORISYNC_HOME": str(home), "CORISYNC_PG_PORT": "25441",
-           "CORISYNC_KAFKA_BOOTSTRAP": "127.0.0.1:29101"}
+           "CORISYNC_KAFKA_BOOTSTRAP": "127.0.0.1:29101", "CORISYNC_COLLECTOR_PORT": "28101"}
     for var in ("CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_PASSWORD"):
         env.pop(var, None)
     measure_loads(args.rounds, env)

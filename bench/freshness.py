@@ -318,8 +318,10 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="corisync-freshness-", dir="/tmp"))
     home.chmod(0o755)  # the postgres OS user must traverse it
     overrides = {"CORISYNC_ENV": "local", "CORISYNC_HOME": str(home), "CORISYNC_PG_HOST": "127.0.0.1",
-                 "CORISYNC_PG_PORT": str(free_port()), "CORISYNC_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
+                 "CORISYNC_PG_PORT": str(free_port()), "CORISYNC_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+                 "CORISYNC_COLLECTOR_PORT": str(free_port())}
     for var in ("CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_PASSWORD", "CORISYNC_DUCKDB_PATH",
+                "CORISYNC_COLLECTOR_WRITE_KEYS",
                 "CORISYNC_CONSUMER_GROUP", "DAGSTER_HOME", "DAGSTER_IS_DEV_CLI"):
         os.environ.pop(var, None)  # nothing of a developer's stack leaks in
     os.environ.update(overrides)

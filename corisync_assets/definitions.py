@@ -1,7 +1,8 @@
 """The code location: composes every part of CoriSync into one `Definitions` (`defs`).
 
 The only module that knows every part; what differs between local and prod comes from `environment`.
-Data flows one way: Postgres sources -> raw CDC assets (Debezium/Kafka) -> dbt staging -> marts -> exports.
+Data flows one way: Postgres sources -> raw CDC assets (Debezium/Kafka) and web events (collector/Kafka) ->
+Spark web assets -> dbt staging -> marts -> exports.
 """
 
 # First: a missing or stale dbt manifest starts parsing in its own process while the imports below load.
@@ -16,6 +17,7 @@ from corisync_assets.cdc.sensors import build_lag_sensor, raw_cdc_catch_up_job
 from corisync_assets.dbt import dbt_definitions
 from corisync_assets.environment import resources, settings
 from corisync_assets.exports import exports_definitions
+from corisync_assets.web import web_definitions, web_lag_target
 
 
 def build_definitions() -> Definitions:
@@ -24,12 +26,12 @@ def build_definitions() -> Definitions:
     cdc = Definitions(
         assets=[*postgres_source_specs(connector), *build_raw_cdc_assets(connector)],
         jobs=[raw_cdc_catch_up_job],
-        sensors=[build_lag_sensor(connector, threshold=s.lag_threshold)],
+        sensors=[build_lag_sensor(connector, threshold=s.lag_threshold, targets=(web_lag_target(s),))],
         resources=resources(s),
     )
     # One process per run: each step of the default multiprocess executor would load the definitions again
     # (seconds per run), and a run here is one op (raw_cdc, or one dbt build) anyway.
-    return Definitions.merge(cdc, dbt_definitions(s), exports_definitions(),
+    return Definitions.merge(cdc, web_definitions(s), dbt_definitions(s), exports_definitions(),
                              Definitions(executor=in_process_executor))
 
 

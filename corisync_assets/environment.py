@@ -3,7 +3,8 @@
 Every environment variable the platform reads is declared in ``ENV_VARS`` and read here, nowhere else
 (`definitions.py` asks this module for resources, the dbt target and addresses); the one exception is the
 Metabase provisioning job, a compose one-shot outside the code location, which reads its ``metabase:``
-variables in ``corisync_assets/metabase/config.py``. ``local`` is the default:
+variables in ``corisync_assets/metabase/config.py``; the web event collector, a service of its own, reads
+its ``collector:`` variables through these same settings. ``local`` is the default:
 the embedded stack on this machine with DuckDB as warehouse; ``prod`` points the same assets at a Kafka
 cluster, Debezium Connect, a Spark cluster and BigQuery.
 """
@@ -51,6 +52,17 @@ ENV_VARS: dict[str, str] = {
     "CORISYNC_SPARK_MASTER": "both: Spark master URL (default local[*])",
     "CORISYNC_EXPORTS_URI": "both: where exports for dashboards go: a folder (local default <home>/exports) or "
                             "gs://bucket/prefix (prod)",
+    "CORISYNC_WEB_TOPIC": "both: Kafka topic of the web analytics events (default web.events; its DLQ is <topic>.dlq)",
+    "CORISYNC_WEB_CONSUMER_GROUP": "both: consumer group the web Spark assets commit to (default corisync-web)",
+    "CORISYNC_LAKE_URI": "both: the lake the Spark assets write Parquet to: a folder (local default <home>/lake) or "
+                         "gs://bucket/prefix (prod)",
+    "CORISYNC_COLLECTOR_HOST": "collector: address the web event collector listens on (default 127.0.0.1)",
+    "CORISYNC_COLLECTOR_PORT": "collector: its port (default 28080)",
+    "CORISYNC_COLLECTOR_WRITE_KEYS": "collector: the collector's write keys, source=key[,source=key...] (secret); "
+                                     "local: generated on first `stack up`",
+    "CORISYNC_COLLECTOR_ALLOWED_ORIGINS": "collector: comma-separated origins allowed by the collector's CORS policy",
+    "CORISYNC_COLLECTOR_RATE_LIMIT": "collector: events per second each write key may send (burst: 2 s worth)",
+    "CORISYNC_COLLECTOR_MAX_BODY_BYTES": "collector: largest batch body the collector accepts (default 512 KiB)",
     "DAGSTER_PG_HOST": "both: Postgres host of Dagster's instance storage",
     "DAGSTER_PG_PORT": "both: its port",
     "DAGSTER_PG_DB": "both: its database",
@@ -96,6 +108,15 @@ class Settings(BaseModel):
     dbt_target: str | None = None
     spark_master: str = "local[*]"
     exports_uri: str | None = None
+    web_topic: str = "web.events"
+    web_consumer_group: str = "corisync-web"
+    lake_uri: str | None = None
+    collector_host: str = "127.0.0.1"
+    collector_port: int = 28080
+    collector_write_keys: str | None = Field(default=None, repr=False)
+    collector_allowed_origins: str = "http://localhost:3000,http://127.0.0.1:3000"
+    collector_rate_limit: float = 5000.0
+    collector_max_body_bytes: int = 512 * 1024
 
     @property
     def warehouse_path(self) -> Path:
@@ -105,6 +126,15 @@ class Settings(BaseModel):
     def exports_location(self) -> str:
         """Where exports for dashboards are written: a folder, or gs://bucket/prefix."""
         return self.exports_uri or str(self.home / "exports")
+
+    @property
+    def lake_location(self) -> str:
+        """Where the Spark assets write Parquet: a folder, or gs://bucket/prefix."""
+        return self.lake_uri or str(self.home / "lake")
+
+    @property
+    def web_dlq_topic(self) -> str:
+        return self.web_topic + ".dlq"
 
     @property
     def effective_dbt_target(self) -> str:
@@ -146,6 +176,15 @@ _FIELDS = {
     "dbt_target": "CORISYNC_DBT_TARGET",
     "spark_master": "CORISYNC_SPARK_MASTER",
     "exports_uri": "CORISYNC_EXPORTS_URI",
+    "web_topic": "CORISYNC_WEB_TOPIC",
+    "web_consumer_group": "CORISYNC_WEB_CONSUMER_GROUP",
+    "lake_uri": "CORISYNC_LAKE_URI",
+    "collector_host": "CORISYNC_COLLECTOR_HOST",
+    "collector_port": "CORISYNC_COLLECTOR_PORT",
+    "collector_write_keys": "CORISYNC_COLLECTOR_WRITE_KEYS",
+    "collector_allowed_origins": "CORISYNC_COLLECTOR_ALLOWED_ORIGINS",
+    "collector_rate_limit": "CORISYNC_COLLECTOR_RATE_LIMIT",
+    "collector_max_body_bytes": "CORISYNC_COLLECTOR_MAX_BODY_BYTES",
 }
 
 
@@ -216,8 +255,12 @@ def resources(s: Settings) -> dict:
         consumer_group=s.consumer_group,
     )
     from corisync_assets.exports.store import ExportStore
+    from corisync_assets.web.assets import WebPipeline
 
-    return {"kafka": kafka, "warehouse": warehouse_resource(s), "exports": ExportStore(uri=s.exports_location)}
+    web = WebPipeline(topic=s.web_topic, consumer_group=s.web_consumer_group, lake_uri=s.lake_location,
+                      spark_master=s.spark_master)
+    return {"kafka": kafka, "warehouse": warehouse_resource(s), "exports": ExportStore(uri=s.exports_location),
+            "web": web}
 
 
 _warehouses: dict[str, object] = {}

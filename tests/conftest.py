@@ -1,8 +1,10 @@
-"""Shared fixtures. ``stack``: the local stack (Postgres, broker, Debezium) on test ports in a temp home.
+"""Shared fixtures. ``stack``: the local stack (Postgres, broker, Debezium, web collector) on test ports in a
+temp home.
 
-Ports differ from a developer's stack (25432/29092) so both can run side by side; override with
-CORISYNC_TEST_PG_PORT / CORISYNC_TEST_KAFKA_PORT. The session's environment is pointed at the test stack
-before anything reads ``settings()``, so every test sees it through ``corisync_assets.environment.settings()``.
+Ports differ from a developer's stack (25432/29092/28080) so both can run side by side; override with
+CORISYNC_TEST_PG_PORT / CORISYNC_TEST_KAFKA_PORT / CORISYNC_TEST_COLLECTOR_PORT. The session's environment is
+pointed at the test stack before anything reads ``settings()``, so every test sees it through
+``corisync_assets.environment.settings()``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import pytest
 
 from corisync_assets.environment import Settings
 
-SECRET_VARS = ("CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_PASSWORD")
+SECRET_VARS = ("CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_PASSWORD",
+               "CORISYNC_COLLECTOR_WRITE_KEYS")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -41,6 +44,7 @@ def stack() -> Iterator[Settings]:
         "CORISYNC_PG_HOST": "127.0.0.1",
         "CORISYNC_PG_PORT": os.environ.get("CORISYNC_TEST_PG_PORT", "25433"),
         "CORISYNC_KAFKA_BOOTSTRAP": "127.0.0.1:" + os.environ.get("CORISYNC_TEST_KAFKA_PORT", "29093"),
+        "CORISYNC_COLLECTOR_PORT": os.environ.get("CORISYNC_TEST_COLLECTOR_PORT", "28081"),
     }
     saved = {var: os.environ.get(var) for var in (*overrides, *SECRET_VARS)}
     os.environ.update(overrides)

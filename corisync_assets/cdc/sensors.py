@@ -1,4 +1,4 @@
-"""Kafka-lag sensor and the catch-up job for the raw CDC assets.
+"""Kafka-lag sensor and the catch-up job for the raw CDC assets (and the other Kafka-fed assets).
 
 The sensor reads lag through the admin API only (committed offsets vs. high watermarks), records it as an
 asset observation per table, and is the trigger of raw CDC runs. The long-lived lander
@@ -6,12 +6,16 @@ asset observation per table, and is the trigger of raw CDC runs. The long-lived 
 requests one run for all raw assets (they land together, in whole source transactions) when some table's
 lag is over the threshold and the group's committed offsets have not moved for ``stall_s`` (60 s): no
 lander is running, or it is stuck. No run is requested while one is queued or in progress (no pile-up).
+Other consumers of Kafka (``LagTarget``: the web events' Spark assets) are covered by the same sensor: their
+group's lag over the threshold requests their assets, again never while a run of them is queued or running,
+and at most once per ``min_interval_s`` (a steady stream then gets a run a minute, not one after another).
 There is no fixed-time catch-up schedule: the sensor is the safety net, and a run at a fixed minute would
 only hold back automation (dbt waits while a raw run is in progress).
 """
 
 import json
 import time
+from dataclasses import dataclass
 
 from dagster import (
     AssetKey,
@@ -62,7 +66,44 @@ def stalled_since(committed: dict[str, int | None], previous: dict, now: float) 
     return out
 
 
-def build_lag_sensor(connector: ConnectorConfig, threshold: int = 0, interval_s: int = 10, stall_s: float = 60.0):
+@dataclass(frozen=True)
+class LagTarget:
+    """Assets that consume ``topic`` as consumer group ``group`` (no long-lived consumer: lag alone requests
+    them); ``observed`` is the asset the lag is recorded on."""
+
+    name: str
+    topic: str
+    group: str
+    keys: tuple[AssetKey, ...]
+    observed: AssetKey
+    #: at most one request per interval: under a steady stream, runs every minute rather than back to back
+    min_interval_s: float = 60.0
+
+
+def _target_requests(context, kafka: KafkaResource, targets, threshold: int, previous: dict, now: float,
+                     cursor: dict) -> tuple[list, list]:
+    """Observations and run requests of the other Kafka consumers; records each request's time in
+    ``cursor`` (``target:<name>``)."""
+    observations, requests = [], []
+    for target in targets:
+        last = previous.get(f"target:{target.name}")
+        if isinstance(last, int | float):
+            cursor[f"target:{target.name}"] = last
+        lag = kafka.lag([target.topic], group=target.group)
+        total = sum(info.lag for info in lag.values())
+        observations.append(AssetObservation(asset_key=target.observed, metadata={
+            "consumer_lag": total, "kafka_topic": target.topic, "consumer_group": target.group,
+            "consumer_lag_per_partition": MetadataValue.json({str(p): i.lag for (_t, p), i in sorted(lag.items())})}))
+        recent = isinstance(last, int | float) and now - last < target.min_interval_s
+        if total > threshold and not recent and not assets_in_flight(context.instance, set(target.keys)):
+            requests.append(RunRequest(asset_selection=list(target.keys),
+                                       tags={LAG_TAG: "lag", "corisync/consumer_group": target.group}))
+            cursor[f"target:{target.name}"] = now
+    return observations, requests
+
+
+def build_lag_sensor(connector: ConnectorConfig, threshold: int = 0, interval_s: int = 10, stall_s: float = 60.0,
+                     targets: tuple[LagTarget, ...] = ()):
     tables = {
         connector.topic_for(schema, table): (raw_asset_key(schema, table), warehouse_table(schema, table))
         for schema, table in connector.tables
@@ -72,7 +113,7 @@ def build_lag_sensor(connector: ConnectorConfig, threshold: int = 0, interval_s:
 
     @sensor(
         name="raw_cdc_lag_sensor",
-        asset_selection=AssetSelection.assets(*keys),
+        asset_selection=AssetSelection.assets(*keys, *(k for t in targets for k in t.keys)),
         minimum_interval_seconds=interval_s,
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Requests a raw CDC run when a table's consumer lag exceeds {threshold} and the group's "
@@ -117,6 +158,13 @@ def build_lag_sensor(connector: ConnectorConfig, threshold: int = 0, interval_s:
                                                                    "corisync/tables": ",".join(lagging)}))
         elif not lagging:
             context.log.debug("no table over the lag threshold with stalled offsets")
+        try:
+            more_observations, more_requests = _target_requests(context, kafka, targets, threshold, previous, now,
+                                                                since)
+        except BrokerUnreachable as exc:
+            return SensorResult(skip_reason=str(exc))
+        observations += more_observations
+        requests += more_requests
         return SensorResult(run_requests=requests, asset_events=observations, cursor=json.dumps(since))
 
     return raw_cdc_lag_sensor

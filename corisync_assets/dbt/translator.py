@@ -5,6 +5,8 @@ Asset keys (documented for composing with the rest of the code location):
 * dbt source ``raw_cdc.T`` and ``raw_cdc.T__changelog`` -> ``["raw_cdc", T]``: the raw CDC asset that lands
   both tables, so no source node is left dangling and the graph reads Postgres table -> raw CDC asset ->
   staging -> marts.
+* a source with ``meta.dagster.asset_key`` -> that key (the web tables: ``["web", "events"]``, ..., the
+  Spark assets of ``corisync_assets/web``)
 * models in models/staging -> ``["staging", name]`` (group ``staging``)
 * models in models/marts -> ``["marts", name]`` (group ``marts``)
 * models in models/reporting -> ``["reporting", name]`` (group ``reporting``): views for Looker Studio, built
@@ -123,6 +125,9 @@ class CorisyncDbtTranslator(DagsterDbtTranslator):
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
+            declared = (dbt_resource_props.get("meta") or {}).get("dagster", {}).get("asset_key")
+            if declared:
+                return AssetKey(declared)
             return AssetKey([RAW_PREFIX, raw_table_of_source(dbt_resource_props["name"])])
         return AssetKey([layer_of(dbt_resource_props), dbt_resource_props["name"]])
 

@@ -27,7 +27,10 @@ from corisync_assets.local.procs import (
     wait_until,
 )
 
-#: librdkafka producer settings every writer to the local broker must use (see module docstring).
+#: librdkafka producer settings the Debezium runner writes to the local broker with (see module docstring):
+#: one record per batch, and one request in flight (order without the idempotent producer). tansu accepts
+#: idempotent producers (the web collector uses one), but forgets their ids when it restarts; a runner that
+#: outlives a broker restart would then never deliver again, so the runner keeps to this simpler setting.
 PRODUCER_SAFE_CONF = {"batch.num.messages": 1, "linger.ms": 0, "acks": "all", "enable.idempotence": False,
                       "max.in.flight.requests.per.connection": 1}
 

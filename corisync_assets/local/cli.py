@@ -13,13 +13,16 @@ from corisync_assets.local.procs import StackError
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corisync", description="CoriSync local tooling")
     sub = parser.add_subparsers(dest="command", required=True)
-    stack = sub.add_parser("stack", help="the local stack: Postgres, broker, Debezium")
+    stack = sub.add_parser("stack", help="the local stack: Postgres, broker, Debezium, web collector")
     stack.add_argument("action", choices=["up", "down", "status"])
-    demo = sub.add_parser("demo", help="seed tc4a and write a realistic stream of changes")
+    demo = sub.add_parser("demo", help="seed tc4a, post demo web traffic and write a realistic stream of changes")
     demo.add_argument("--seed", action="store_true", help="seed even if the tables already hold data")
     demo.add_argument("--rate", type=float, default=5.0, help="changes per second (default 5)")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of changes; 0 = seed only")
     demo.add_argument("--random-seed", type=int, default=None, help="make the run deterministic")
+    demo.add_argument("--web-visitors", type=int, default=300,
+                      help="visitors of demo web traffic posted through the collector, ~10 events each, if it is "
+                           "up (default 300; 0 = none)")
     lander = sub.add_parser("lander", help="land CDC events continuously (seconds from commit to warehouse)")
     lander.add_argument("--health", action="store_true", help="exit 0 if a lander cycle completed within 60 s")
     dead = sub.add_parser("dead-letters", help="list dead letters, or replay one table's after a fix")
@@ -60,7 +63,8 @@ def run(argv: list[str] | None = None) -> int:
         return run_dev(port=args.port, host=args.host, rate=args.rate, dashboard_port=args.dashboard_port)
     from corisync_assets.local.demo import run_demo
 
-    run_demo(force_seed=args.seed, rate=args.rate, duration=args.duration, random_seed=args.random_seed)
+    run_demo(force_seed=args.seed, rate=args.rate, duration=args.duration, random_seed=args.random_seed,
+             web_visitors=args.web_visitors)
     return 0
 
 

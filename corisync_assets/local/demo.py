@@ -1,7 +1,9 @@
 """``corisync demo``: realistic tc4a traffic in the local Postgres, so CDC has something to carry.
 
 Seeds a population (learners, trainers, courses, enrollments, trainings, attendance) when the tables are
-empty (or on ``--seed``), then writes a stream of inserts, updates and deletes at ``rate`` changes/second.
+empty (or on ``--seed``), then, if the web collector of the stack is up, posts demo web traffic of those
+learners and courses through it (``--web-visitors``, about 10 events each; corisync_assets/web/traffic.py),
+then writes a stream of inserts, updates and deletes at ``rate`` changes/second.
 Deterministic for a given ``random_seed`` and starting state (timestamps aside; Postgres' ``random()``
 is seeded too). Connects as the application owner.
 """
@@ -51,6 +53,7 @@ class DemoStats:
     updates: int = 0
     deletes: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
+    web: object | None = None  # corisync_assets.web.traffic.PostSummary of the web traffic posted, if any
 
     def count(self, kind: str, op: str) -> None:
         setattr(self, op, getattr(self, op) + 1)
@@ -320,9 +323,35 @@ def stream(conn: psycopg.Connection, rng: random.Random, *, rate: float, duratio
     return stats
 
 
+def post_web_traffic(conn: psycopg.Connection, s: Settings, rng: random.Random, visitors: int,
+                     out: Callable[[str], None] = print):
+    """Demo web traffic of the seeded learners and courses through the stack's collector, if it is up;
+    returns the ``PostSummary`` or None when skipped."""
+    from corisync_assets.local.stack import collector_healthy, collector_url
+    from corisync_assets.web import traffic
+    from corisync_assets.web.collector import parse_write_keys
+
+    url = collector_url(s)
+    if not collector_healthy(s):
+        out(f"web: skipped, no collector answers at {url} (`corisync stack up` starts it)")
+        return None
+    keys = parse_write_keys(s.collector_write_keys)  # ConfigError naming the variable if unset
+    source = "tc4a-web" if "tc4a-web" in keys else next(iter(keys))
+    users = _ids(conn, "SELECT user_id FROM users WHERE role = 'learner' ORDER BY 1")
+    courses = _ids(conn, "SELECT course_id FROM courses WHERE is_published ORDER BY 1")
+    events = traffic.generate(rng.randrange(2**31), users, courses, visitors, _now())
+    summary = traffic.post(events, url, keys[source])
+    out(f"web: posted {summary.sent} events of {visitors} visitors to {url} as {source}: {summary.accepted} "
+        f"accepted, {summary.rejected} rejected (malformed on purpose)"
+        + (f", {summary.failed_batches} batches failed: {summary.errors[0]}" if summary.failed_batches else ""))
+    return summary
+
+
 def run_demo(*, force_seed: bool = False, rate: float = 5.0, duration: float = 60.0, random_seed: int | None = None,
-             s: Settings | None = None, out: Callable[[str], None] = print) -> DemoStats:
-    """Seed if empty (or forced), then stream changes; prints one summary line per phase."""
+             s: Settings | None = None, out: Callable[[str], None] = print, web_visitors: int = 0) -> DemoStats:
+    """Seed if empty (or forced), post ``web_visitors`` visitors' web traffic (0: none), then stream
+    changes; prints one summary line per phase."""
+    s = s or settings()
     rng = random.Random(random_seed)
     stats = DemoStats()
     with connect(s) as conn:
@@ -331,6 +360,8 @@ def run_demo(*, force_seed: bool = False, rate: float = 5.0, duration: float = 6
         if force_seed or is_empty(conn):
             seeded = seed(conn, rng)
             out(f"seeded: {seeded.inserts} rows ({', '.join(f'{k} {v}' for k, v in seeded.kinds.items())})")
+        if web_visitors > 0:
+            stats.web = post_web_traffic(conn, s, random.Random(rng.random()), web_visitors, out)
         if duration > 0:
             stream(conn, rng, rate=rate, duration=duration, stats=stats)
             out(f"streamed {stats.total} changes in {duration:g}s: {stats.inserts} inserts, {stats.updates} "

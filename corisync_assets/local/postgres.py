@@ -5,6 +5,8 @@ with ``wal_level=logical`` plus docker/postgres/postgresql.conf, and uses docker
 local behaves like the compose service. First start creates the roles and databases, runs
 docker/postgres/initdb/*.sql and writes generated passwords to ``<home>/secrets.env`` (mode 600) and a
 ``dagster.yaml`` using Postgres storage. As root, initdb/pg_ctl/psql run as the ``postgres`` OS user.
+The same file holds the web collector's local write key (``CORISYNC_COLLECTOR_WRITE_KEYS``, one source
+``tc4a-web``), generated on the first ``stack up``; unlike the passwords, an environment value wins over it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from corisync_assets.local.procs import StackError, port_bindable, port_open, ta
 DOCKER_PG = PROJECT_ROOT / "docker" / "postgres"
 DAGSTER_DB = "dagster"
 DAGSTER_USER = "dagster"
-SECRET_VARS = ("CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_PASSWORD")
+SECRET_VARS = ("CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_PASSWORD",
+               "CORISYNC_COLLECTOR_WRITE_KEYS")
+WRITE_KEYS_VAR = "CORISYNC_COLLECTOR_WRITE_KEYS"
+#: the local collector's one source
+WEB_SOURCE = "tc4a-web"
 
 
 def _as_root() -> bool:
@@ -203,16 +209,24 @@ def read_secrets(home: Path) -> dict[str, str]:
     return out
 
 
-def ensure_secrets(home: Path) -> dict[str, str]:
-    """Passwords for the three roles: kept from secrets.env, else taken from the environment, else generated.
+def _generate(var: str) -> str:
+    if var == WRITE_KEYS_VAR:
+        return f"{WEB_SOURCE}={secrets.token_urlsafe(24)}"
+    return secrets.token_urlsafe(24)
 
-    Also exported into ``os.environ`` so this process (and its children) see the values the cluster uses.
+
+def ensure_secrets(home: Path, names: tuple[str, ...] = SECRET_VARS) -> dict[str, str]:
+    """Secrets ``names`` (default all): kept from secrets.env, else made and written there.
+
+    The role passwords are taken from the environment when set there first, else generated, and exported
+    into ``os.environ`` so this process (and its children) see the values the cluster uses. The collector's
+    write keys are always generated into the file, and the environment wins: exported only if unset.
     """
     current = read_secrets(home)
     changed = False
-    for var in SECRET_VARS:
+    for var in names:
         if not current.get(var):
-            current[var] = os.environ.get(var) or secrets.token_urlsafe(24)
+            current[var] = (None if var == WRITE_KEYS_VAR else os.environ.get(var)) or _generate(var)
             changed = True
     path = local_secrets_file(home)
     if changed or not path.exists():
@@ -221,8 +235,12 @@ def ensure_secrets(home: Path) -> dict[str, str]:
         with os.fdopen(fd, "w") as fh:
             fh.write("".join(f"{k}={v}\n" for k, v in current.items()))
     path.chmod(0o600)
-    for var in SECRET_VARS:
-        os.environ[var] = current[var]
+    for var in names:
+        if var == WRITE_KEYS_VAR:
+            if not os.environ.get(var):
+                os.environ[var] = current[var]
+        else:
+            os.environ[var] = current[var]
     return current
 
 

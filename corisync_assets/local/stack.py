@@ -1,9 +1,16 @@
-"""``corisync stack up|down|status``: Postgres -> broker -> Debezium runner on this machine, no Docker.
+"""``corisync stack up|down|status``: Postgres -> broker -> Debezium runner -> web collector on this machine,
+no Docker.
 
 ``up`` is idempotent: components already running are left alone and reported as such, except that a broker
 (re)started by this ``up`` forces a Debezium runner restart (the new broker is empty; the runner must
-reconnect and, having lost its offsets with the broker, re-snapshot). Any failure is one ``StackError``
+reconnect and, having lost its offsets with the broker, re-snapshot) and a collector restart (it recreates
+its topics with their partition counts and gets a fresh producer id). Any failure is one ``StackError``
 line naming the component and the reason. ``down`` stops only processes the stack started (pidfiles).
+
+The collector (``python -m corisync_assets.web.collector``, detached, log ``<home>/logs/collector.log``)
+listens on ``collector_host:collector_port``; its write key is generated into ``<home>/secrets.env`` on the
+first ``up`` (see ``postgres.ensure_secrets``). It is reported after Debezium, so the first three lines of
+``up`` stay postgres, broker, debezium.
 """
 
 from __future__ import annotations
@@ -19,9 +26,20 @@ from corisync_assets.environment import Settings, settings
 from corisync_assets.local import broker, postgres
 from corisync_assets.local.debezium_runner import logfile as dbz_logfile
 from corisync_assets.local.debezium_runner import workdir as dbz_workdir
-from corisync_assets.local.procs import StackError, pid_alive, running_pid, spawn, stop_pid, tail, wait_until
+from corisync_assets.local.procs import (
+    StackError,
+    pid_alive,
+    port_bindable,
+    port_open,
+    running_pid,
+    spawn,
+    stop_pid,
+    tail,
+    wait_until,
+)
 
 RUNNER_MODULE = "corisync_assets.local.debezium_runner"
+COLLECTOR_MODULE = "corisync_assets.web.collector"
 Printer = Callable[[str], None]
 
 
@@ -103,6 +121,69 @@ def stop_debezium(s: Settings) -> bool:
     return stopped
 
 
+# --- web collector -----------------------------------------------------------------------------------------
+
+
+def collector_pidfile(s: Settings) -> Path:
+    return s.home / "run" / "collector.pid"
+
+
+def collector_logfile(s: Settings) -> Path:
+    return s.home / "logs" / "collector.log"
+
+
+def collector_url(s: Settings) -> str:
+    host = s.collector_host if s.collector_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    return f"http://{'[' + host + ']' if ':' in host else host}:{s.collector_port}"
+
+
+def collector_pid(s: Settings) -> int | None:
+    return running_pid(collector_pidfile(s), COLLECTOR_MODULE)
+
+
+def collector_healthy(s: Settings, timeout: float = 2.0) -> bool:
+    """``GET /health`` answers 200."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(collector_url(s) + "/health", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def start_collector(s: Settings, *, restart: bool = False, timeout: float = 60.0) -> str:
+    """Start the collector detached; 'running' if ours already runs (unless ``restart``), 'started' once
+    ``/health`` answers."""
+    if collector_pid(s) is not None:
+        if not restart:
+            return "running"
+        stop_collector(s)
+    host = s.collector_host
+    if port_open(host, s.collector_port) or not port_bindable(host, s.collector_port):
+        raise StackError(f"collector: port {s.collector_port} on {host} is taken by another process")
+    postgres.ensure_secrets(s.home, names=(postgres.WRITE_KEYS_VAR,))
+    # the child reads the rest of its settings from this environment (incl. the write key, env or secrets.env)
+    env = {**os.environ, "CORISYNC_HOME": str(s.home), "CORISYNC_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+           "CORISYNC_COLLECTOR_HOST": s.collector_host, "CORISYNC_COLLECTOR_PORT": str(s.collector_port),
+           "CORISYNC_WEB_TOPIC": s.web_topic}
+    log = collector_logfile(s)
+    pid = spawn([sys.executable, "-m", COLLECTOR_MODULE], log=log, pidfile=collector_pidfile(s), cwd=s.home,
+                env=env)
+    ok = wait_until(lambda: not pid_alive(pid) or collector_healthy(s, 1.0), timeout, 0.3)
+    if not pid_alive(pid):
+        raise StackError(f"collector: exited during start: {tail(log, 1) or 'no output'}")
+    if not ok:
+        stop_collector(s)
+        raise StackError(f"collector: no answer on {collector_url(s)}/health after {timeout:.0f}s (see {log})")
+    return "started"
+
+
+def stop_collector(s: Settings) -> bool:
+    return stop_pid(collector_pidfile(s), COLLECTOR_MODULE, timeout=20)
+
+
 # --- the stack ---------------------------------------------------------------------------------------------
 
 
@@ -111,10 +192,11 @@ class UpResult:
     postgres: str
     broker: str
     debezium: str
+    collector: str = "not started"
 
 
 def up(s: Settings | None = None, out: Printer = print) -> UpResult:
-    """Bring up postgres -> broker -> debezium; one progress line per component."""
+    """Bring up postgres -> broker -> debezium -> collector; one progress line per component."""
     s = s or settings()
     pg_state = postgres.start(s)
     # first start generated passwords (exported to os.environ): re-read settings so they are visible
@@ -135,12 +217,20 @@ def up(s: Settings | None = None, out: Printer = print) -> UpResult:
     slot = _slot_name(s)
     out(_line("debezium", f"up -> {s.kafka_bootstrap} (slot {slot})"
               + (" (already running)" if dbz_state == "running" else "")))
-    return UpResult(pg_state, br_state, dbz_state)
+    col_restart = br_state == "started" and collector_pid(s) is not None
+    if col_restart:
+        out(_line("collector", "restarting: the broker was restarted"))
+    col_state = start_collector(s, restart=col_restart)
+    settings.cache_clear()  # a first start generated the write key (exported to os.environ)
+    out(_line("collector", f"up {collector_url(s)} -> {s.web_topic}"
+              + (" (already running)" if col_state == "running" else "")))
+    return UpResult(pg_state, br_state, dbz_state, col_state)
 
 
 def down(s: Settings | None = None, out: Printer = print) -> None:
-    """Stop debezium -> broker -> postgres, only what this stack started."""
+    """Stop collector -> debezium -> broker -> postgres, only what this stack started."""
     s = s or settings()
+    out(_line("collector", "stopped" if stop_collector(s) else "not running"))
     out(_line("debezium", "stopped" if stop_debezium(s) else "not running"))
     out(_line("broker", "stopped" if broker.stop(s) else "not running"))
     out(_line("postgres", "stopped" if postgres.stop(s) else "not running"))
@@ -151,7 +241,8 @@ def component_states(s: Settings) -> dict[str, bool]:
         pg = postgres.is_running(s)
     except StackError:
         pg = False
-    return {"postgres": pg, "broker": broker.is_running(s), "debezium": dbz_pid(s) is not None}
+    return {"postgres": pg, "broker": broker.is_running(s), "debezium": dbz_pid(s) is not None,
+            "collector": collector_pid(s) is not None and collector_healthy(s)}
 
 
 def status(s: Settings | None = None, out: Printer = print) -> dict[str, bool]:
@@ -159,7 +250,7 @@ def status(s: Settings | None = None, out: Printer = print) -> dict[str, bool]:
     s = s or settings()
     states = component_states(s)
     addr = {"postgres": f"{s.pg_host}:{s.pg_port}", "broker": s.kafka_bootstrap,
-            "debezium": f"pid {dbz_pid(s)}"}
+            "debezium": f"pid {dbz_pid(s)}", "collector": collector_url(s)}
     for name, running in states.items():
         out(_line(name, f"up {addr[name]}" if running else "down"))
     from corisync_assets.cdc.connector_config import load_connector_config, settings_environ

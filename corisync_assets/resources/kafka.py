@@ -35,13 +35,16 @@ class LagInfo:
     high_watermark: int
 
     @property
-    def lag(self) -> int:
+    def start(self) -> int:
+        """The first offset not yet consumed by the group."""
         start = self.committed if self.committed is not None and self.committed >= 0 else self.low_watermark
         # A committed offset beyond the end means the broker lost its log (memory-only broker restarted):
         # everything now on the partition is unconsumed.
-        if start > self.high_watermark:
-            start = self.low_watermark
-        return max(self.high_watermark - start, 0)
+        return self.low_watermark if start > self.high_watermark else max(start, self.low_watermark)
+
+    @property
+    def lag(self) -> int:
+        return max(self.high_watermark - self.start, 0)
 
 
 def client_conf(
@@ -166,5 +169,20 @@ class KafkaResource(ConfigurableResource):
     def check_reachable(self) -> None:
         check_reachable(self.client_conf())
 
-    def lag(self, topics: list[str]) -> dict[tuple[str, int], LagInfo]:
-        return topic_lag(self.client_conf(), self.consumer_group, topics)
+    def lag(self, topics: list[str], group: str | None = None) -> dict[tuple[str, int], LagInfo]:
+        """Lag of ``group`` (default: the raw CDC group) on ``topics``."""
+        return topic_lag(self.client_conf(), group or self.consumer_group, topics)
+
+    def commit(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        """Commit ``(topic, partition) -> next offset to read`` for ``group``, synchronously, without joining
+        the group (the committer reads nothing)."""
+        from confluent_kafka import TopicPartition
+
+        if not offsets:
+            return
+        consumer = self.consumer(**{"group.id": group})
+        try:
+            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())],
+                            asynchronous=False)
+        finally:
+            consumer.close()

@@ -144,6 +144,42 @@ resource "google_storage_bucket_iam_member" "dagster_exports" {
 }
 
 # ---------------------------------------------------------------------------------------------------
+# Lake bucket: the web Spark assets write hive-partitioned Parquet here (CORISYNC_LAKE_URI), BigQuery load
+# jobs read it. Partitions are rewritten in place: replaced versions are kept a week (recovery), then go.
+# ---------------------------------------------------------------------------------------------------
+resource "google_storage_bucket" "lake" {
+  #checkov:skip=CKV_GCP_62:Only Dagster's Spark runs and BigQuery load jobs (both as the dagster service account) touch the lake; Cloud Audit Logs (data access) cover reads when needed.
+  name                        = "${var.project_id}-corisync-lake"
+  location                    = var.bq_location
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+  labels                      = merge(var.labels, { layer = "lake" })
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 7
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+# Spark (the Dagster runs and the cluster's executors, as the dagster account) rewrites partitions.
+resource "google_storage_bucket_iam_member" "dagster_lake" {
+  bucket = google_storage_bucket.lake.name
+  role   = "roles/storage.objectUser"
+  member = google_service_account.dagster.member
+}
+
+# ---------------------------------------------------------------------------------------------------
 # Service accounts: Dagster (loads raw, runs dbt as the dbt account), dbt, Metabase (reads marts).
 # ---------------------------------------------------------------------------------------------------
 resource "google_service_account" "dagster" {

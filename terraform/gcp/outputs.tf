@@ -8,6 +8,11 @@ output "exports_uri" {
   value       = "gs://${google_storage_bucket.exports.name}/dashboard"
 }
 
+output "lake_uri" {
+  description = "CORISYNC_LAKE_URI for docker/.env: where the web Spark assets write Parquet."
+  value       = "gs://${google_storage_bucket.lake.name}/lake"
+}
+
 output "bq_location" {
   description = "CORISYNC_BQ_LOCATION for docker/.env."
   value       = var.bq_location

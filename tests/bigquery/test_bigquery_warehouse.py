@@ -505,3 +505,27 @@ def test_added_column_with_default(bq_warehouse: BigQueryWarehouse) -> None:
     bq_warehouse.fold(force=True)
     got = [(r["id"], r["n"], r["late"]) for r in rows(bq_warehouse, "evolving", "id")]
     assert got == [(1, 1, "it's late"), (2, 2, "it's late"), (3, 3, "it's late"), (4, 4, None), (5, 5, "x")]
+
+
+# --- the lake's partitions (web tables), as on DuckDB (tests/web/test_lake_load.py) ----------------------
+
+
+def test_lake_partitions_swap_in_as_on_duckdb(bq_warehouse: BigQueryWarehouse, tmp_path) -> None:
+    """Each date's Parquet files through a load job into staging, then the same DELETE + INSERT script;
+    local files on the emulator (load_table_from_file), gs:// URIs in prod."""
+    from corisync_assets.web.tables import WEB_EVENTS
+    from tests.web.lake_scenario import D1, D2, D3, EXPECTED_FIRST, EXPECTED_SECOND, files, first_lake, second_lake
+
+    def got() -> set:
+        return {(r["event_id"], r["event_date"]) for r in rows(bq_warehouse, "web_events", "event_id")}
+
+    lake = tmp_path / "lake"
+    first_lake(lake)
+    assert bq_warehouse.replace_partitions({WEB_EVENTS: files(lake, WEB_EVENTS, [D1, D2])}) == {"web_events": 5}
+    assert got() == EXPECTED_FIRST
+    bq_warehouse.replace_partitions({WEB_EVENTS: files(lake, WEB_EVENTS, [D1, D2])})
+    assert got() == EXPECTED_FIRST
+    second_lake(lake)
+    assert bq_warehouse.replace_partitions({WEB_EVENTS: files(lake, WEB_EVENTS, [D1, D2, D3])}) == {
+        "web_events": 5}
+    assert got() == EXPECTED_SECOND

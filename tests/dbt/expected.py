@@ -165,3 +165,102 @@ def dim_users(p: Platform) -> dict[int, dict]:
             ),
         }
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Web marts (from p.web_events and the current enrollments / courses)
+
+
+def web_identities(p: Platform) -> dict[str, int]:
+    """anonymous_id -> the stitched user: user_id of the visitor's most recent event that carries one
+    (latest occurred_at, ties broken by the larger event_id); visitors who never logged in have none."""
+    latest: dict[str, dict] = {}
+    for ev in p.web_events:
+        if ev["user_id"] is None:
+            continue
+        seen = latest.get(ev["anonymous_id"])
+        if seen is None or (ev["occurred_at"], ev["event_id"]) > (seen["occurred_at"], seen["event_id"]):
+            latest[ev["anonymous_id"]] = ev
+    return {anon: ev["user_id"] for anon, ev in latest.items()}
+
+
+def _week_start(t: datetime) -> date:
+    d = _utc_date(t)
+    return d - timedelta(days=d.weekday())
+
+
+def course_page_conversion(p: Platform) -> dict[tuple[int, date], dict]:
+    """Per (course, ISO week of the view): course-page views (course pages without a course excluded),
+    viewers (anonymous visitors), known viewers (distinct stitched users), and the viewers whose stitched
+    user enrolled in the course (current enrollments: a deleted one no longer counts) at or after their
+    first view of the week and less than 7 days after it."""
+    known = web_identities(p)
+    enrolled: dict[tuple[int, int], list[datetime]] = defaultdict(list)
+    for e in _alive(p, "enrollments"):
+        enrolled[(e.current["user_id"], e.current["course_id"])].append(e.current["enrolled_at"])
+    views: dict[tuple[int, date, str], list[datetime]] = defaultdict(list)
+    for ev in p.web_events:
+        if ev["event_type"] == "course_page_view" and ev["course_id"] is not None:
+            views[(ev["course_id"], _week_start(ev["occurred_at"]), ev["anonymous_id"])].append(ev["occurred_at"])
+    out: dict[tuple[int, date], dict] = {}
+    for (cid, week, anon), times in views.items():
+        agg = out.setdefault((cid, week), dict(course_page_views=0, viewers=set(), known=set(), converted=set()))
+        agg["course_page_views"] += len(times)
+        agg["viewers"].add(anon)
+        uid = known.get(anon)
+        if uid is None:
+            continue
+        agg["known"].add(uid)
+        first = min(times)
+        if any(first <= t < first + timedelta(days=7) for t in enrolled.get((uid, cid), [])):
+            agg["converted"].add(anon)
+    return {
+        key: {
+            "conversion_id": f"{key[0]}|{key[1].isoformat()}",
+            "course_page_views": agg["course_page_views"],
+            "viewers": len(agg["viewers"]),
+            "known_viewers": len(agg["known"]),
+            "converted_viewers": len(agg["converted"]),
+            "conversion_rate": len(agg["converted"]) / len(agg["viewers"]),
+        }
+        for key, agg in out.items()
+    }
+
+
+def course_engagement(p: Platform) -> dict[int, dict]:
+    """Per course: its enrolled learners (current enrollments) and, of those, the ones active on the course's
+    pages (any web event of the course by a visitor stitched to them), in how many sessions and on how many
+    distinct (learner, day) pairs."""
+    known = web_identities(p)
+    out = {}
+    for c in _alive(p, "courses"):
+        cid = c.current["course_id"]
+        learners = {e.current["user_id"] for e in _alive(p, "enrollments") if e.current["course_id"] == cid}
+        acts = [(known[ev["anonymous_id"]], ev) for ev in p.web_events
+                if ev["course_id"] == cid and known.get(ev["anonymous_id"]) in learners]
+        active = {uid for uid, _ in acts}
+        out[cid] = {
+            "enrolled_learners": len(learners),
+            "active_learners": len(active),
+            "sessions": len({ev["session_id"] for _, ev in acts}),
+            "learner_active_days": len({(uid, ev["event_date"]) for uid, ev in acts}),
+            "active_share": len(active) / len(learners) if learners else None,
+        }
+    return out
+
+
+def identity_stitching(p: Platform) -> dict[date, dict]:
+    """Per day (UTC) of activity: visitors, and those stitched to a user (by any of their events, also a
+    login on a later day)."""
+    known = web_identities(p)
+    days: dict[date, set[str]] = defaultdict(set)
+    for ev in p.web_events:
+        days[ev["event_date"]].add(ev["anonymous_id"])
+    return {
+        day: {
+            "visitors": len(anons),
+            "stitched_visitors": sum(a in known for a in anons),
+            "stitch_rate": sum(a in known for a in anons) / len(anons),
+        }
+        for day, anons in days.items()
+    }

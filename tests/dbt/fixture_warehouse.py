@@ -6,6 +6,11 @@ CDC assets would have landed: the current-state tables ``raw_cdc.T`` and the cha
 ``raw_cdc.T__changelog`` (Debezium snapshot at ``SNAPSHOT_AT``: rows older than that arrive as op ``r``
 with their state at that time, later changes as ``c``/``u``/``d``).
 
+Web analytics are simulated too (``simulate_web``, its own random stream): anonymous visitors browse,
+some log in as platform users (some only on a later visit), view course pages before and after their
+enrollments; ``build_warehouse`` writes them as the Spark assets would land them in ``raw_web``
+(events, 30-minute sessions and daily page figures, computed here).
+
 The expected mart figures in the tests are computed from the simulation objects here, in Python, not
 from the marts' SQL.
 """
@@ -15,12 +20,16 @@ from __future__ import annotations
 import json
 import random
 import uuid
+import zlib
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+
+from corisync_assets.web.tables import WEB_EVENTS, WEB_PAGE_DAILY, WEB_SESSIONS
 
 SNAPSHOT_AT = datetime(2025, 2, 1, tzinfo=UTC)
 LANDED_AT = datetime(2025, 4, 30, 12, 0, tzinfo=UTC)
@@ -140,6 +149,10 @@ class Platform:
 
     entities: dict[str, list[Entity]] = field(default_factory=lambda: {t: [] for t in TABLES})
     logins: dict[int, list[datetime]] = field(default_factory=dict)
+    # raw_web rows (dicts keyed by the PartitionedTable columns), see simulate_web
+    web_events: list[dict] = field(default_factory=list)
+    web_sessions: list[dict] = field(default_factory=list)
+    web_page_daily: list[dict] = field(default_factory=list)
 
     def new(self, table: str, at: datetime, **values) -> Entity:
         entity = Entity(table)
@@ -288,7 +301,216 @@ def simulate(seed: int = 7) -> Platform:
                 feedback_score=rng.randrange(1, 6) if checked_in else None,
                 feedback=None,
             )
+    simulate_web(p, seed)
     return p
+
+
+# ---------------------------------------------------------------------------------------------------
+# Web analytics
+
+WEB_START = datetime(2025, 1, 6, tzinfo=UTC)  # a Monday
+WEB_END = datetime(2025, 4, 20, tzinfo=UTC)
+SESSION_GAP = timedelta(minutes=30)  # a gap of more than this starts a new session
+PAGE_EVENTS = ("page_view", "course_page_view")
+OTHER_PAGES = ("/", "/pricing", "/about", "/blog/data-literacy", "/blog/cloud-costs", "/contact", "/trainings")
+CATALOG = "/courses"  # a course page without a course (course_id NULL)
+
+
+def course_path(course_id: int) -> str:
+    return f"/courses/tc-{100 + course_id}"
+
+
+def _visit(rng: random.Random, start: datetime, course_views: tuple[int, ...] = ()) -> list[dict]:
+    """One visit's events (no identity yet): some pages, the course pages asked for, maybe the catalog."""
+    steps: list[tuple[str, str, int | None]] = []
+    if rng.random() < 0.6:
+        steps.append(("page_view", rng.choice(OTHER_PAGES), None))
+    if rng.random() < 0.3:
+        steps.append(("course_page_view", CATALOG, None))
+    for cid in course_views:
+        steps.extend([("course_page_view", course_path(cid), cid)] * rng.randrange(1, 3))
+        if rng.random() < 0.3:
+            steps.append(("enroll_click", course_path(cid), cid))
+    for _ in range(rng.randrange(0, 3)):
+        steps.append(("page_view", rng.choice(OTHER_PAGES), None))
+    if not steps:
+        steps.append(("page_view", "/", None))
+    events, t = [], start
+    for event_type, path, cid in steps:
+        events.append({"occurred_at": t, "event_type": event_type, "page_path": path, "course_id": cid})
+        # mostly short gaps; now and then exactly 30 minutes (same session) or just over (a new one)
+        t += timedelta(seconds=rng.choice([rng.randrange(5, 600)] * 10 + [1800, 1801]))
+    return events
+
+
+def _browse(rng: random.Random, start: datetime) -> list[dict]:
+    courses = tuple(rng.sample(range(1, 7), rng.randrange(0, 3)))
+    return _visit(rng, start, courses)
+
+
+def _login(at: datetime, user_id: int) -> dict:
+    return {"occurred_at": at, "event_type": "login", "page_path": "/login", "course_id": None, "user_id": user_id}
+
+
+def simulate_web(p: Platform, seed: int) -> None:
+    """Web traffic of the simulated platform into ``p.web_events`` / ``web_sessions`` / ``web_page_daily``.
+
+    Its own random stream, so the CDC simulation above is unchanged. Visitors: most learners have a device
+    (an anonymous_id) and log in on the first visit, only on a later one, or never; they view the pages of
+    courses they enroll in within 7 days before the enrollment, long before, after, or never; everybody
+    browses other pages and other courses. Some visitors never log in; one shared device sees two users log
+    in at the same instant (the stitched identity then follows the larger event_id).
+    """
+    rng = random.Random(f"web/{seed}")
+    window = (WEB_START, WEB_END)
+
+    def inside(t: datetime) -> bool:
+        return window[0] <= t < window[1] - timedelta(hours=3)
+
+    def random_time() -> datetime:
+        return _ts(rng, *window)
+
+    enrollments: dict[int, list[Entity]] = defaultdict(list)
+    for e in p.entities["enrollments"]:  # deleted ones too: the visitor did view the course then
+        enrollments[e.current["user_id"]].append(e)
+    learners = sorted(e.current["user_id"] for e in p.entities["users"] if e.current["role"] == "learner")
+    eligible = [u for u in learners if enrollments[u] and all(
+        e.deleted_at is None and e.current["enrolled_at"] >= WEB_START + timedelta(days=8) for e in enrollments[u])]
+    kiosk_users = rng.sample(eligible, 2)
+    doomed = [e for e in p.entities["enrollments"] if e.deleted_at is not None]
+
+    visitors: dict[str, list[dict]] = {}
+
+    def anonymous_id() -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+    for uid in learners:
+        if uid in kiosk_users or (rng.random() < 0.15 and not any(e in doomed for e in enrollments[uid])):
+            continue  # no device of their own
+        visits: list[list[dict]] = []
+        for e in enrollments[uid]:
+            enrolled = e.current["enrolled_at"]
+            pattern = "within" if e in doomed else rng.choice(["within", "within", "long_before", "after", "none"])
+            if pattern == "within":
+                at = enrolled - timedelta(seconds=rng.randrange(600, 6 * 86400 + 20 * 3600))
+            elif pattern == "long_before":
+                at = enrolled - timedelta(seconds=rng.randrange(8 * 86400, 20 * 86400))
+            elif pattern == "after":
+                at = enrolled + timedelta(seconds=rng.randrange(3600, 10 * 86400))
+            else:
+                continue  # enrolled without ever visiting the course's page
+            if inside(at):
+                visits.append(_visit(rng, at, (e.current["course_id"],)))
+        while len(visits) < 2 or rng.random() < 0.5:
+            visits.append(_browse(rng, random_time()))
+        visits.sort(key=lambda v: v[0]["occurred_at"])
+        mode = rng.choice(["first", "first", "later", "later", "never"])
+        if mode == "never" and any(e in doomed for e in enrollments[uid]):
+            mode = "later"  # the deleted enrollment's learner is known: its conversion must not count
+        events = [ev for v in visits for ev in v]
+        if mode != "never":
+            visit = visits[0] if mode == "first" else visits[rng.randrange(1, len(visits))]
+            login_at = visit[0]["occurred_at"] + timedelta(seconds=2)
+            events.append(_login(login_at, uid))
+            for ev in events:  # logged in from then on (the cookie stays)
+                if ev["occurred_at"] >= login_at:
+                    ev["user_id"] = uid
+        visitors[anonymous_id()] = events
+    # visitors who never log in
+    for _ in range(20):
+        visitors[anonymous_id()] = [ev for _ in range(rng.randrange(1, 5)) for ev in _browse(rng, random_time())]
+    # a shared device: course pages of both users' courses, then both log in at the same instant (logged
+    # out right after: the later events carry no user)
+    kiosk: list[dict] = []
+    for uid in kiosk_users:
+        for e in enrollments[uid]:
+            kiosk += _visit(rng, e.current["enrolled_at"] - timedelta(days=2, seconds=rng.randrange(86400)),
+                            (e.current["course_id"],))
+    last = max(kiosk_users[0], kiosk_users[1], key=lambda u: max(e.current["enrolled_at"] for e in enrollments[u]))
+    both_at = max(e.current["enrolled_at"] for e in enrollments[last]) - timedelta(hours=5)
+    kiosk += [_login(both_at, uid) for uid in kiosk_users]
+    kiosk += _visit(rng, both_at + timedelta(minutes=1))
+    visitors[anonymous_id()] = kiosk
+
+    p.web_events, p.web_sessions, p.web_page_daily = _web_tables(rng, visitors)
+
+
+def _web_tables(rng: random.Random, visitors: dict[str, list[dict]]) -> tuple[list[dict], list[dict], list[dict]]:
+    """Full web_events rows, and the sessions and daily page figures the Spark job would compute."""
+    events: list[dict] = []
+    sessions: list[dict] = []
+    agents = ("Mozilla/5.0 (X11; Linux x86_64)", "Mozilla/5.0 (Macintosh)", "Mozilla/5.0 (iPhone)")
+    for anon, raw in visitors.items():
+        agent = rng.choice(agents)
+        rows = []
+        for n, ev in enumerate(raw):
+            occurred = ev["occurred_at"]
+            late = rng.random() < 0.05
+            received = occurred + (timedelta(hours=rng.randrange(2, 30)) if late
+                                   else timedelta(seconds=rng.randrange(1, 5)))
+            rows.append({
+                "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"web/{anon}/{n}")),
+                "event_type": ev["event_type"],
+                "schema_version": 1,
+                "anonymous_id": anon,
+                "user_id": ev.get("user_id"),
+                "session_id": None,
+                "occurred_at": occurred,
+                "received_at": received,
+                "page_url": "https://tc4a.example" + ev["page_path"],
+                "page_path": ev["page_path"],
+                "referrer": rng.choice([None, "https://www.google.com/", "https://tc4a.example/"]),
+                "user_agent": agent,
+                "course_id": ev["course_id"],
+                "properties": json.dumps({"course_id": ev["course_id"]} if ev["course_id"] else {}),
+                "source": "web",
+                "kafka_partition": zlib.crc32(anon.encode()) % 3,
+                "kafka_offset": None,
+                "is_late": late,
+                "event_date": occurred.astimezone(UTC).date(),
+            })
+        rows.sort(key=lambda r: (r["occurred_at"], r["event_id"]))
+        known = [r for r in rows if r["user_id"] is not None]
+        identity = max(known, key=lambda r: (r["occurred_at"], r["event_id"]))["user_id"] if known else None
+        groups: list[list[dict]] = []
+        for r in rows:
+            if groups and r["occurred_at"] - groups[-1][-1]["occurred_at"] <= SESSION_GAP:
+                groups[-1].append(r)
+            else:
+                groups.append([r])
+        for group in groups:
+            start, end = group[0]["occurred_at"], group[-1]["occurred_at"]
+            sid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"web-session/{anon}/{start.isoformat()}"))
+            for r in group:
+                r["session_id"] = sid
+            sessions.append({
+                "session_id": sid,
+                "anonymous_id": anon,
+                "user_id": identity,
+                "session_start": start,
+                "session_end": end,
+                "event_count": len(group),
+                "page_count": sum(r["event_type"] in PAGE_EVENTS for r in group),
+                "entry_page": group[0]["page_path"],
+                "exit_page": group[-1]["page_path"],
+                "duration_s": (end - start).total_seconds(),
+                "session_date": start.astimezone(UTC).date(),
+            })
+        events += rows
+    offsets: dict[int, int] = defaultdict(int)
+    for r in sorted(events, key=lambda r: (r["received_at"], r["event_id"])):
+        r["kafka_offset"] = offsets[r["kafka_partition"]]
+        offsets[r["kafka_partition"]] += 1
+    pages: dict[tuple, list[dict]] = defaultdict(list)
+    for r in events:
+        if r["event_type"] in PAGE_EVENTS:
+            pages[(r["event_date"], r["page_path"], r["course_id"])].append(r)
+    page_daily = [
+        {"page_path": path, "course_id": cid, "page_views": len(rs), "visitors": len({r["anonymous_id"] for r in rs}),
+         "sessions": len({r["session_id"] for r in rs}), "day": day}
+        for (day, path, cid), rs in sorted(pages.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0))
+    ]
+    return events, sessions, page_daily
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -382,6 +604,14 @@ def build_warehouse(path: Path, seed: int = 7) -> Platform:
             con.executemany(
                 f"INSERT INTO raw_cdc.{table}__changelog VALUES ({', '.join('?' * len(CHANGELOG_COLUMNS))})",
                 [[ev[c] for c in CHANGELOG_COLUMNS] for ev in events],
+            )
+        con.execute("CREATE SCHEMA IF NOT EXISTS raw_web")
+        for table, rows in ((WEB_EVENTS, p.web_events), (WEB_SESSIONS, p.web_sessions),
+                            (WEB_PAGE_DAILY, p.web_page_daily)):
+            con.execute(f"CREATE OR REPLACE TABLE raw_web.{table.name} ({table.ddl('duckdb')})")
+            con.executemany(
+                f"INSERT INTO raw_web.{table.name} VALUES ({', '.join('?' * len(table.columns))})",
+                [[r[c] for c in table.column_names] for r in rows],
             )
     finally:
         con.close()

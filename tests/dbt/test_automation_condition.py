@@ -22,14 +22,15 @@ DIM_USERS = dg.AssetKey(["marts", "dim_users"])
 
 
 def _graph() -> tuple[dict[dg.AssetKey, set[dg.AssetKey]], set[dg.AssetKey]]:
-    """Parents of every dbt model/snapshot (as asset keys) and the raw keys, from the manifest."""
+    """Parents of every dbt model/snapshot (as asset keys) and the raw keys (raw CDC and the web Spark
+    assets), from the manifest."""
     manifest = json.loads(corisync_dbt_project.manifest_path.read_text())
     nodes = {**manifest["nodes"], **manifest["sources"]}
     built = {uid for uid, n in manifest["nodes"].items() if n["resource_type"] in ("model", "snapshot")}
     parents = {DBT_TRANSLATOR.get_asset_key(nodes[uid]):
                {DBT_TRANSLATOR.get_asset_key(nodes[p]) for p in manifest["parent_map"][uid] if p in nodes}
                for uid in built}
-    raw = {k for deps in parents.values() for k in deps if k.path[0] == "raw_cdc"}
+    raw = {k for deps in parents.values() for k in deps if k.path[0] in ("raw_cdc", "web")}
     return parents, raw
 
 

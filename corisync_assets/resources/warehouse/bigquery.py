@@ -62,6 +62,7 @@ from corisync_assets.environment import ConfigError, Settings
 from corisync_assets.resources.warehouse.base import (
     DEAD_LETTER_SUMMARY_SQL,
     DEAD_LETTERS,
+    PARTITIONED_TYPES,
     LandResult,
     StoredDeadLetter,
     TableRows,
@@ -555,6 +556,58 @@ class BigQueryWarehouse(Warehouse):
         return [f for f in cols if f.name not in existing]
 
     # --- the interface ----------------------------------------------------------------------------------
+
+    def replace_partitions(self, loads):
+        """Per table: each date's Parquet files go to a staging table by load job (from the bucket in prod;
+        from local files on the emulator), then one script swaps the dates in a transaction. Tables are
+        day-partitioned on the partition column, without expiration."""
+        from google.cloud import bigquery
+
+        counts = {}
+        for table, files_by_date in loads.items():
+            fields = [bigquery.SchemaField(name, PARTITIONED_TYPES["bigquery"][kind]) for name, kind in table.columns]
+            t = bigquery.Table(self._ref(table.name), schema=fields)
+            t.time_partitioning = bigquery.TimePartitioning(type_="DAY", field=table.partition)
+            self.client().create_table(t, exists_ok=True, retry=self._retry, timeout=self.request_timeout_s)
+            dates = sorted(files_by_date)
+            staged, sources = [], []
+            try:
+                for day in dates:
+                    if not files_by_date[day]:
+                        continue
+                    stg = f"_lake_stg_{table.name}_{day:%Y%m%d}_{uuid.uuid4().hex[:8]}"
+                    staged.append(stg)
+                    self._create_table(stg, [f for f in fields if f.name != table.partition])
+                    self._load_parquet(stg, files_by_date[day])
+                    sources.append(f"SELECT *, DATE '{day.isoformat()}' AS {table.partition} "
+                                   f"FROM {self._sql_ref(stg)}")
+                source = "(" + " UNION ALL ".join(sources) + ")" if sources else None
+                statements = table.replace_sql(self._sql_ref(table.name), source, dates)
+                if statements:
+                    self._query("\n".join(["BEGIN TRANSACTION;", *(f"{st};" for st in statements),
+                                           "COMMIT TRANSACTION;"]))
+            finally:
+                for stg in staged:
+                    self.client().delete_table(self._ref(stg), not_found_ok=True, retry=self._retry,
+                                               timeout=self.request_timeout_s)
+            days = ", ".join(f"DATE '{d.isoformat()}'" for d in dates) or "NULL"
+            counts[table.name] = int(self._query(
+                f"SELECT COUNT(*) AS n FROM {self._sql_ref(table.name)} WHERE {table.partition} IN ({days})")[0][0])
+        return counts
+
+    def _load_parquet(self, table: str, files: Sequence[str]) -> None:
+        """Append Parquet files to the (new, empty) ``table``: one load job from gs:// URIs, else one per file."""
+        from google.cloud import bigquery
+
+        config = bigquery.LoadJobConfig(source_format="PARQUET", write_disposition="WRITE_APPEND")
+        if all(f.startswith("gs://") for f in files):
+            self.client().load_table_from_uri(list(files), self._ref(table), job_config=config,
+                                              timeout=self.request_timeout_s).result(timeout=self.job_timeout_s)
+            return
+        for path in files:
+            with open(path, "rb") as fh:
+                self.client().load_table_from_file(fh, self._ref(table), job_config=config,
+                                                   timeout=self.request_timeout_s).result(timeout=self.job_timeout_s)
 
     def row_count(self, table: str) -> int:
         return self._query(f"SELECT COUNT(*) AS n FROM {self._sql_ref(table)}")[0][0]

@@ -21,6 +21,7 @@ from corisync_assets.resources.warehouse.base import (
     DEAD_LETTER_SUMMARY_SQL,
     DEAD_LETTERS,
     LandResult,
+    PartitionedTable,
     StoredDeadLetter,
     TableRows,
     Warehouse,
@@ -104,11 +105,29 @@ DEAD_LETTER_DDL = """(
     error VARCHAR, key VARCHAR, value VARCHAR, landed_at TIMESTAMPTZ NOT NULL, replayed_at TIMESTAMPTZ)"""
 
 
+def _parquet_source(table: PartitionedTable, files_by_date) -> str | None:
+    files = sorted(f for files in files_by_date.values() for f in files)
+    if not files:
+        return None
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    return (f"read_parquet([{listed}], hive_partitioning = true, union_by_name = true, "
+            f"hive_types = {{'{table.partition}': DATE}})")
+
+
+def _rows_in(con, target: str, table: PartitionedTable, dates) -> int:
+    if not dates:
+        return 0
+    days = ", ".join(f"DATE '{d.isoformat()}'" for d in dates)
+    return con.execute(f"SELECT count(*) FROM {target} WHERE {table.partition} IN ({days})").fetchone()[0]
+
+
 class DuckDBWarehouse(Warehouse):
     """Raw CDC tables in one DuckDB file (the same file dbt's local target reads)."""
 
     path: str
     schema_name: str = "raw_cdc"
+    #: schema of the tables loaded from the lake (web analytics)
+    lake_schema: str = "raw_web"
     lock_timeout_s: float = 300.0
 
     @property
@@ -282,6 +301,27 @@ class DuckDBWarehouse(Warehouse):
         con.execute(f"CREATE TABLE IF NOT EXISTS {dlq} {DEAD_LETTER_DDL}")
         con.execute(f"ALTER TABLE {dlq} ADD COLUMN IF NOT EXISTS replayed_at TIMESTAMPTZ")
         self._dlq_ready.add(dlq)
+
+    def replace_partitions(self, loads):
+        """One transaction for all tables: dbt never sees events ahead of their sessions."""
+        schema = q(self.lake_schema)
+        counts = {}
+        with self._writer() as con:
+            con.execute("BEGIN")
+            try:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                for table, files_by_date in loads.items():
+                    target = f"{schema}.{q(table.name)}"
+                    con.execute(f"CREATE TABLE IF NOT EXISTS {target} ({table.ddl('duckdb')})")
+                    for statement in table.replace_sql(target, _parquet_source(table, files_by_date),
+                                                       list(files_by_date)):
+                        con.execute(statement)
+                    counts[table.name] = _rows_in(con, target, table, list(files_by_date))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return counts
 
     def row_count(self, table: str) -> int:
         with self.connect() as con:

@@ -1,0 +1,1 @@
+"""Web analytics: event contract, collector, demo traffic, Spark assets and the lake."""

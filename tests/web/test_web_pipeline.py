@@ -1,0 +1,247 @@
+"""The web path on the real stack: the collector (served in this process, real Kafka producer) -> tansu ->
+Spark (``spark-submit`` through Dagster Pipes, ``local[2]``) -> Parquet lake -> DuckDB, offsets committed
+to the consumer group only after the load. Expected values are computed here in plain Python from the
+events the test posts (the job's code is not reused for them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import httpx
+import pytest
+
+from corisync_assets.environment import Settings
+from corisync_assets.resources.kafka import KafkaResource
+from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
+from corisync_assets.web.assets import WebPipeline, build_web_assets, web_asset_key
+from corisync_assets.web.collector import CollectorConfig, start_in_thread
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+GAP = timedelta(minutes=30)
+KEY, OTHER_KEY = "site-key-" + uuid.uuid4().hex, "app-key-" + uuid.uuid4().hex
+
+
+@dataclass
+class Web:
+    url: str
+    topic: str
+    kafka: KafkaResource
+    warehouse: DuckDBWarehouse
+    pipeline: WebPipeline
+    assets: dg.AssetsDefinition
+
+    def post(self, batch: list, key: str = KEY) -> httpx.Response:
+        return httpx.post(self.url + "/v1/batch", json={"batch": batch}, auth=(key, ""), timeout=30)
+
+    def materialize(self, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+        return dg.materialize([self.assets], instance=instance or dg.DagsterInstance.ephemeral(),
+                              resources={"kafka": self.kafka, "warehouse": self.warehouse, "web": self.pipeline},
+                              raise_on_error=False)
+
+    def rows(self, sql: str) -> list[tuple]:
+        con = duckdb.connect(self.warehouse.path, read_only=True)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+
+    def lag(self) -> int:
+        return sum(i.lag for i in self.kafka.lag([self.topic], group=self.pipeline.consumer_group).values())
+
+
+@pytest.fixture
+def web(stack: Settings, tmp_path: Path):
+    topic = f"web.events.t{uuid.uuid4().hex[:10]}"
+    config = CollectorConfig.from_settings(stack, write_keys={"site": KEY, "app": OTHER_KEY}, topic=topic,
+                                           dlq_topic=topic + ".dlq", port=0)
+    running = start_in_thread(config, port=0)
+    kafka = KafkaResource(bootstrap_servers=stack.kafka_bootstrap)
+    pipeline = WebPipeline(topic=topic, consumer_group="corisync-web-" + topic, lake_uri=str(tmp_path / "lake"),
+                           spark_master="local[2]", driver_memory="1g")
+    try:
+        yield Web(running.url, topic, kafka, DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb")), pipeline,
+                  build_web_assets(topic))
+    finally:
+        running.stop()
+
+
+def ev(anon: str, at: datetime, path: str = "/", kind: str = "page_view", user: int | None = None,
+       course: int | None = None) -> dict:
+    return {"event_id": str(uuid.uuid4()), "event_type": kind, "schema_version": 1, "anonymous_id": anon,
+            "user_id": user, "occurred_at": at.isoformat(), "page_url": "https://tc4a.example" + path,
+            "page_path": path, "referrer": None, "user_agent": "pytest", "course_id": course, "properties": {}}
+
+
+def scenario(now: datetime) -> tuple[list[dict], list[dict]]:
+    """(valid events in posting order, duplicates included; invalid events). Visitor a: the 30-minute
+    boundary (exactly 30 min: same session; 30 min 1 s: new one) and a login; b: late (hours before
+    now) and out of order; c: one event."""
+    t0 = now.replace(microsecond=0) - timedelta(hours=3)
+    a = [ev("anon-a", t0, "/"), ev("anon-a", t0 + GAP, "/courses/7", "course_page_view", course=7),
+         ev("anon-a", t0 + 2 * GAP + timedelta(seconds=1), "/login", "login", user=41),
+         ev("anon-a", t0 + 2 * GAP + timedelta(minutes=5), "/courses/7", "course_page_view", user=41, course=7)]
+    late = now - timedelta(hours=6)
+    b = [ev("anon-b", late + timedelta(minutes=20), "/search", "search"), ev("anon-b", late, "/"),
+         ev("anon-b", late + timedelta(minutes=10), "/courses/9", "course_page_view", course=9)]
+    c = [ev("anon-c", now - timedelta(minutes=1), "/about")]
+    valid = [*a, *b, *c, a[1], b[0]]  # two exact duplicates (same event_id, same body)
+    invalid = [{**ev("anon-x", now), "event_id": "not-a-uuid"},
+               {k: v for k, v in ev("anon-x", now).items() if k != "anonymous_id"},
+               {**ev("anon-x", now), "user_id": "forty-one"},
+               {**ev("anon-x", now), "schema_version": 2},
+               {**ev("anon-x", now), "event_type": "teleport"}]
+    return valid, invalid
+
+
+def expected_sessions(events: list[dict]) -> set[tuple]:
+    """Plain Python: dedupe by event_id, order per visitor by (occurred_at, event_id), > 30 min = new."""
+    unique = {e["event_id"]: e for e in events}.values()
+    by_visitor: dict[str, list[dict]] = defaultdict(list)
+    for e in unique:
+        by_visitor[e["anonymous_id"]].append(e)
+    stitched = {}
+    for anon, evs in by_visitor.items():
+        known = sorted((datetime.fromisoformat(e["occurred_at"]), e["user_id"]) for e in evs if e["user_id"])
+        stitched[anon] = known[-1][1] if known else None
+    out = set()
+    for anon, evs in by_visitor.items():
+        evs.sort(key=lambda e: (datetime.fromisoformat(e["occurred_at"]), e["event_id"]))
+        groups, last = [], None
+        for e in evs:
+            at = datetime.fromisoformat(e["occurred_at"])
+            if last is None or at - last > GAP:
+                groups.append([])
+            groups[-1].append(e)
+            last = at
+        for g in groups:
+            start, end = datetime.fromisoformat(g[0]["occurred_at"]), datetime.fromisoformat(g[-1]["occurred_at"])
+            pages = sum(e["event_type"] in ("page_view", "course_page_view") for e in g)
+            out.add((anon, stitched[anon], start, end, len(g), pages, g[0]["page_path"], g[-1]["page_path"],
+                     (end - start).total_seconds()))
+    return out
+
+
+def warehouse_sessions(web: Web) -> set[tuple]:
+    return {(a, u, s.astimezone(UTC), e.astimezone(UTC), n, p, entry, exit_, d) for a, u, s, e, n, p, entry, exit_, d in
+            web.rows("SELECT anonymous_id, user_id, session_start, session_end, event_count, page_count, "
+                     "entry_page, exit_page, duration_s FROM raw_web.web_sessions")}
+
+
+def dlq(web: Web, expected: int) -> list[dict]:
+    import json
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": web.kafka.bootstrap_servers, "group.id": "t-" + uuid.uuid4().hex,
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(web.topic + ".dlq", 0, 0)])
+    out = []
+    try:
+        for _ in range(50):
+            out += [json.loads(m.value()) for m in consumer.consume(100, timeout=0.5) if m.error() is None]
+            if len(out) >= expected:
+                break
+    finally:
+        consumer.close()
+    return out
+
+
+def lag_sensor_requests(web: Web, stack: Settings, instance: dg.DagsterInstance) -> list[set]:
+    """The web assets' run requests of the Kafka-lag sensor (covering this test's topic and group)."""
+    from corisync_assets.cdc.connector_config import load_connector_config
+    from corisync_assets.cdc.sensors import LagTarget, build_lag_sensor
+
+    keys = tuple(web_asset_key(n) for n in ("events", "sessions", "page_daily"))
+    target = LagTarget("web", web.topic, web.pipeline.consumer_group, keys, keys[0])
+    sensor = build_lag_sensor(load_connector_config(stack.connector_config), targets=(target,))
+    ctx = dg.build_sensor_context(instance=instance, resources={"kafka": web.kafka})
+    return [set(r.asset_selection) for r in sensor(ctx).run_requests if set(r.asset_selection) & set(keys)]
+
+
+def test_every_valid_event_lands_once_invalid_ones_in_the_dlq_and_sessions_match(web: Web, stack: Settings) -> None:
+    """... and the Kafka-lag sensor requests the Spark assets while the group lags, not after the run."""
+    instance = dg.DagsterInstance.ephemeral()
+    assert lag_sensor_requests(web, stack, instance) == []  # an empty topic: no lag
+    now = datetime.now(UTC)
+    valid, invalid = scenario(now)
+    responses = [web.post(valid[:6]), web.post([*valid[6:], *invalid])]
+    assert [r.status_code for r in responses] == [200, 200]
+    bodies = [r.json() for r in responses]
+    assert sum(b["accepted"] for b in bodies) == len(valid)  # duplicates are accepted, deduped downstream
+    rejected = bodies[1]["rejected"]
+    assert sorted(r["index"] for r in rejected) == list(range(len(valid) - 6, len(valid) - 6 + len(invalid)))
+    assert all(r["error"] for r in rejected)
+    letters = dlq(web, len(invalid))
+    assert len(letters) == len(invalid) and all(letter["error"] for letter in letters)
+    assert web.lag() == len(valid)
+    keys = {web_asset_key(n) for n in ("events", "sessions", "page_daily")}
+    assert lag_sensor_requests(web, stack, instance) == [keys]
+
+    result = web.materialize(instance)
+    assert result.success
+    assert lag_sensor_requests(web, stack, instance) == []
+    # the job's stage lines reach the run's log through Pipes
+    logged = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert any("dedupe:" in m and "new events" in m for m in logged), logged[-20:]
+    ids = [r[0] for r in web.rows("SELECT event_id FROM raw_web.web_events")]
+    assert sorted(ids) == sorted({e["event_id"] for e in valid})  # every valid event, exactly once
+    assert warehouse_sessions(web) == expected_sessions(valid)
+    assert web.lag() == 0  # committed after the load
+    mats = {m.asset_key: m.metadata for m in result.asset_materializations_for_node("web_events_spark")}
+    meta = mats[web_asset_key("events")]
+    assert meta["messages_read"].value == len(valid)
+    assert meta["duplicates"].value == len(valid) - len({e["event_id"] for e in valid})
+    unique = {e["event_id"]: e for e in valid}.values()  # received ~now; none is within minutes of 1 h late
+    assert meta["late_events"].value == sum(now - datetime.fromisoformat(e["occurred_at"]) > timedelta(hours=1)
+                                            for e in unique)
+    assert set(mats) == {web_asset_key(n) for n in ("events", "sessions", "page_daily")}
+    checks = result.get_asset_check_evaluations()
+    assert [c.passed for c in checks] == [True]
+    # page_daily: course page 7 was viewed twice by one visitor in two sessions on one day
+    assert web.rows("SELECT page_views, visitors, sessions FROM raw_web.web_page_daily "
+                    "WHERE page_path = '/courses/7'") == [(2, 1, 2)]
+
+    again = web.materialize()  # nothing new: nothing changes
+    assert again.success
+    assert sorted(r[0] for r in web.rows("SELECT event_id FROM raw_web.web_events")) == sorted(ids)
+
+
+def test_a_crash_between_the_write_and_the_commit_loses_and_duplicates_nothing(web: Web, monkeypatch) -> None:
+    valid, _ = scenario(datetime.now(UTC))
+    assert web.post(valid).status_code == 200
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("killed after the write, before the offset commit")
+
+    with monkeypatch.context() as m:
+        m.setattr(KafkaResource, "commit", crash)
+        crashed = web.materialize()
+    assert not crashed.success
+    assert web.lag() == len(valid)  # nothing committed: the next run reads the same offsets
+    tables = ("web_events", "web_sessions", "web_page_daily")
+    before = {t: sorted(web.rows(f"SELECT * FROM raw_web.{t}")) for t in tables}
+    assert len(before["web_events"]) == len({e["event_id"] for e in valid})
+
+    rerun = web.materialize()
+    assert rerun.success
+    after = {t: sorted(web.rows(f"SELECT * FROM raw_web.{t}")) for t in tables}
+    assert after == before  # same content: no duplicate, no loss
+    assert web.lag() == 0
+
+
+def test_write_keys_rate_limits_reach_nothing_without_a_key(web: Web) -> None:
+    valid, _ = scenario(datetime.now(UTC))
+    assert httpx.post(web.url + "/v1/batch", json={"batch": valid[:2]}, timeout=10).status_code == 401
+    assert web.post(valid[:2], key="wrong").status_code == 401
+    assert web.lag() == 0  # nothing produced
+    assert web.post(valid[:2], key=OTHER_KEY).status_code == 200
+    assert web.lag() == 2
