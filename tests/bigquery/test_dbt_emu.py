@@ -44,14 +44,15 @@ def copy_raw_layer(duck_path: Path, wh: BigQueryWarehouse) -> None:
 
     con = duckdb.connect(str(duck_path), read_only=True)
     try:
-        tables = con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw_cdc'"
-                             " ORDER BY 1").fetchall()
-        for (table,) in tables:
+        # both raw layers (CDC and web) land in BigQuery's one raw dataset
+        tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables"
+                             " WHERE table_schema IN ('raw_cdc', 'raw_web') ORDER BY 1, 2").fetchall()
+        for raw_schema, table in tables:
             cols = con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema"
-                               " = 'raw_cdc' AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()
+                               " = ? AND table_name = ? ORDER BY ordinal_position", [raw_schema, table]).fetchall()
             schema = [bigquery.SchemaField(n, bq_type(t)) for n, t in cols]
             json_cols = {n for n, t in cols if t.upper() == "JSON"}
-            cur = con.execute(f'SELECT * FROM raw_cdc."{table}"')
+            cur = con.execute(f'SELECT * FROM {raw_schema}."{table}"')
             names = [d[0] for d in cur.description]
             lines = [orjson.dumps({n: orjson.loads(v) if n in json_cols and isinstance(v, str) else v
                                    for n, v in zip(names, row, strict=True)}, default=str)

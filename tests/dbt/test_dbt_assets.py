@@ -16,18 +16,9 @@ from corisync_assets.dbt.assets import AUTOMATION_CONDITION_TAG
 from corisync_assets.environment import warehouse_resource
 from tests.dbt import expected
 from tests.support.dbt_build import BuiltWarehouse
+from tests.support.dbt_build import rows as _rows
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def _rows(built: BuiltWarehouse, sql: str) -> list[dict]:
-    con = duckdb.connect(str(built.path), read_only=True)
-    try:
-        cur = con.execute(sql)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-    finally:
-        con.close()
 
 
 def test_full_build_materializes_everything_and_passes_checks(built: BuiltWarehouse) -> None:

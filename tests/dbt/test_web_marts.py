@@ -8,12 +8,12 @@ import json
 from datetime import timedelta
 
 import dagster as dg
-import duckdb
 import pytest
 
 from corisync_assets.dbt import corisync_dbt_assets, corisync_dbt_project
 from tests.dbt import expected
 from tests.support.dbt_build import BuiltWarehouse
+from tests.support.dbt_build import rows as _rows
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -21,16 +21,6 @@ WEB_MARTS = ("mart_course_page_conversion", "mart_course_engagement", "mart_iden
 WEB_STAGING = ("stg_web_events", "stg_web_identities", "stg_web_sessions", "stg_web_page_daily")
 WEB_KEYS = {dg.AssetKey(["marts", m]) for m in WEB_MARTS} | {dg.AssetKey(["staging", m]) for m in WEB_STAGING}
 WEB_SOURCES = {dg.AssetKey(["web", t]) for t in ("events", "sessions", "page_daily")}
-
-
-def _rows(built: BuiltWarehouse, sql: str) -> list[dict]:
-    con = duckdb.connect(str(built.path), read_only=True)
-    try:
-        cur = con.execute(sql)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-    finally:
-        con.close()
 
 
 def _same(got: dict, want: dict, key) -> None:

@@ -18,6 +18,7 @@ from corisync_assets.dbt import corisync_dbt_assets, dbt_resource
 from corisync_assets.environment import resources
 from corisync_assets.local.demo import run_demo
 from corisync_assets.resources.kafka import KafkaResource
+from corisync_assets.web.assets import build_web_assets
 from tests.support.pipeline import TABLES, assert_equal_to_postgres, pg_connect
 
 pytestmark = pytest.mark.stack
@@ -38,14 +39,17 @@ def wait_until_delivered(kafka: KafkaResource, topics: list[str], quiet_s: float
 
 @pytest.fixture(scope="module")
 def platform(stack):
-    run_demo(force_seed=True, rate=40, duration=15, random_seed=11, s=stack, out=lambda _line: None)
+    # web traffic too, through the stack's collector: "Materialize all" runs the Spark assets and the web marts
+    run_demo(force_seed=True, rate=40, duration=15, random_seed=11, s=stack, out=lambda _line: None,
+             web_visitors=20)
     with pg_connect(stack) as pg:  # some trainings took place, so attendance marts have data
         pg.execute("UPDATE trainings SET status = 'completed' WHERE training_id IN "
                    "(SELECT training_id FROM trainings ORDER BY training_id LIMIT 4)")
     connector = load_connector_config(stack.connector_config)
     res = {**resources(stack), "dbt": dbt_resource(stack)}
     wait_until_delivered(res["kafka"], connector.topics)
-    result = materialize([*build_raw_cdc_assets(connector), corisync_dbt_assets], resources=res,
+    result = materialize([*build_raw_cdc_assets(connector), build_web_assets(stack.web_topic), corisync_dbt_assets],
+                         resources=res,
                          raise_on_error=False)
     return stack, res, result
 

@@ -41,3 +41,16 @@ def build_dbt(tmp_path_factory: pytest.TempPathFactory) -> BuiltWarehouse:
         instance=dg.DagsterInstance.ephemeral(),
     )
     return BuiltWarehouse(s, s.warehouse_path, platform, result, time.monotonic() - started)
+
+
+def rows(built: BuiltWarehouse, sql: str) -> list[dict]:
+    """The rows of ``sql`` over the built warehouse, as dicts (a read-only connection)."""
+    import duckdb
+
+    con = duckdb.connect(str(built.path), read_only=True)
+    try:
+        cur = con.execute(sql)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    finally:
+        con.close()

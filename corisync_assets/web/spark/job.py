@@ -99,7 +99,6 @@ def write_table(spark, lake: str, table: str, df, dates: set[date], log: Log) ->
     """Replace the partitions `dates` of `table` with `df` (dynamic partition overwrite; a partition `df`
     has no rows for is deleted). `df` must not depend on the table's files (checkpoint it first).
     Returns the row count per written partition."""
-
     _folder, column, schema = TABLES[table]
     path = table_path(lake, table)
     counts = {r[0].isoformat(): int(r[1]) for r in df.groupBy(column).count().collect()}

@@ -304,11 +304,13 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             return {str(p): lo for p, (lo, _hi) in marks.items()}
         if self.starting == "latest":
             return {str(p): hi for p, (_lo, hi) in marks.items()}
-        given = json.loads(self.starting)
-        ranges = {int(p): (int(o), int(o)) for p, o in given.items()}
-        for part, (start, _e) in ranges.items():  # a given start must still be in the log
-            check_ranges(self.topic, {part: (start, max(start, marks.get(part, (0, start))[1]))}, marks)
-        return {str(p): int(given.get(str(p), lo)) for p, (lo, _hi) in marks.items()}
+        given = {int(p): int(o) for p, o in json.loads(self.starting).items()}
+        for part, start in given.items():  # a given start must be in the log (or at its end)
+            if part not in marks or not marks[part][0] <= start <= marks[part][1]:
+                bounds = f"[{marks[part][0]}, {marks[part][1]}]" if part in marks else "missing"
+                raise KafkaSourceError(f"{NAME}: cannot start topic {self.topic!r} partition {part} at offset "
+                                       f"{start}: the partition's offsets are {bounds}")
+        return {str(p): given.get(p, lo) for p, (lo, _hi) in marks.items()}
 
     def prepareForTriggerAvailableNow(self) -> None:
         self.available_now = {str(p): hi for p, (_lo, hi) in self._watermarks().items()}

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 MASTER_ENV = "CORISYNC_SPARK_MASTER"
 DRIVER_MEMORY_ENV = "CORISYNC_SPARK_DRIVER_MEMORY"
+LOG_LEVEL_ENV = "CORISYNC_SPARK_LOG_LEVEL"
 #: settings the job's results depend on (timestamps in UTC, micros in Parquet, date-partition overwrite)
 REQUIRED_CONF = {
     "spark.sql.session.timeZone": "UTC",
@@ -53,5 +54,7 @@ def build_session(master: str | None = None, app_name: str = "corisync-web-event
     if (spark.sparkContext.master.startswith("local") and "spark.sql.shuffle.partitions" not in (conf or {})
             and not spark.sparkContext.getConf().contains("spark.sql.shuffle.partitions")):
         spark.conf.set("spark.sql.shuffle.partitions", LOCAL_SHUFFLE_PARTITIONS)
+    # spark-submit's default is INFO: a line per task would drown the job's own stage lines in the run log
+    spark.sparkContext.setLogLevel(os.environ.get(LOG_LEVEL_ENV, "WARN"))
     spark.dataSource.register(KafkaDataSource)
     return spark

@@ -29,7 +29,8 @@ from tests.web.spark.model import (
     scenario,
 )
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack,  # dagster's own notices while running Pipes
+              pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:.*preview")]
 
 TABLES = ("events", "sessions", "page_daily")
 JOB = Path(job.__file__)
