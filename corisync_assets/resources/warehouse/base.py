@@ -79,18 +79,27 @@ class PartitionedTable:
     def ddl(self, dialect: str) -> str:
         return ", ".join(f"{name} {PARTITIONED_TYPES[dialect][kind]}" for name, kind in self.columns)
 
+    def in_dates(self, dates: Sequence[date]) -> str:
+        """The condition ``<partition> IN (DATE '...', ...)``, the same in every dialect (FALSE for none)."""
+        if not dates:
+            return "FALSE"
+        return f"{self.partition} IN ({', '.join(f'DATE {d.isoformat()!r}' for d in sorted(dates))})"
+
     def replace_sql(self, target: str, source: str | None, dates: Sequence[date]) -> list[str]:
         """The partition swap, the same in every dialect: drop the dates' rows, insert the lake's rows of
         those dates (``source``: a relation with the table's columns; None when the lake has none)."""
         if not dates:
             return []
-        days = ", ".join(f"DATE '{d.isoformat()}'" for d in sorted(dates))
         cols = ", ".join(self.column_names)
-        statements = [f"DELETE FROM {target} WHERE {self.partition} IN ({days})"]
+        statements = [f"DELETE FROM {target} WHERE {self.in_dates(dates)}"]
         if source is not None:
             statements.append(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {source}"
-                              f" WHERE {self.partition} IN ({days})")
+                              f" WHERE {self.in_dates(dates)}")
         return statements
+
+    def count_sql(self, target: str, dates: Sequence[date]) -> str:
+        """Rows of ``target`` in the given dates (after a swap: what it now holds there)."""
+        return f"SELECT count(*) FROM {target} WHERE {self.in_dates(dates)}"
 
 
 @dataclass(frozen=True)

@@ -590,9 +590,7 @@ class BigQueryWarehouse(Warehouse):
                 for stg in staged:
                     self.client().delete_table(self._ref(stg), not_found_ok=True, retry=self._retry,
                                                timeout=self.request_timeout_s)
-            days = ", ".join(f"DATE '{d.isoformat()}'" for d in dates) or "NULL"
-            counts[table.name] = int(self._query(
-                f"SELECT COUNT(*) AS n FROM {self._sql_ref(table.name)} WHERE {table.partition} IN ({days})")[0][0])
+            counts[table.name] = int(self._query(table.count_sql(self._sql_ref(table.name), dates))[0][0])
         return counts
 
     def _load_parquet(self, table: str, files: Sequence[str]) -> None:

@@ -114,13 +114,6 @@ def _parquet_source(table: PartitionedTable, files_by_date) -> str | None:
             f"hive_types = {{'{table.partition}': DATE}})")
 
 
-def _rows_in(con, target: str, table: PartitionedTable, dates) -> int:
-    if not dates:
-        return 0
-    days = ", ".join(f"DATE '{d.isoformat()}'" for d in dates)
-    return con.execute(f"SELECT count(*) FROM {target} WHERE {table.partition} IN ({days})").fetchone()[0]
-
-
 class DuckDBWarehouse(Warehouse):
     """Raw CDC tables in one DuckDB file (the same file dbt's local target reads)."""
 
@@ -316,7 +309,7 @@ class DuckDBWarehouse(Warehouse):
                     for statement in table.replace_sql(target, _parquet_source(table, files_by_date),
                                                        list(files_by_date)):
                         con.execute(statement)
-                    counts[table.name] = _rows_in(con, target, table, list(files_by_date))
+                    counts[table.name] = con.execute(table.count_sql(target, list(files_by_date))).fetchone()[0]
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
