@@ -87,14 +87,15 @@ def _target_requests(context, kafka: KafkaResource, targets, threshold: int, pre
     observations, requests = [], []
     for target in targets:
         last = previous.get(f"target:{target.name}")
-        if isinstance(last, int | float):
+        last = last if isinstance(last, int | float) else None
+        if last is not None:
             cursor[f"target:{target.name}"] = last
         lag = kafka.lag([target.topic], group=target.group)
         total = sum(info.lag for info in lag.values())
         observations.append(AssetObservation(asset_key=target.observed, metadata={
             "consumer_lag": total, "kafka_topic": target.topic, "consumer_group": target.group,
             "consumer_lag_per_partition": MetadataValue.json({str(p): i.lag for (_t, p), i in sorted(lag.items())})}))
-        recent = isinstance(last, int | float) and now - last < target.min_interval_s
+        recent = last is not None and now - last < target.min_interval_s
         if total > threshold and not recent and not assets_in_flight(context.instance, set(target.keys)):
             requests.append(RunRequest(asset_selection=list(target.keys),
                                        tags={LAG_TAG: "lag", "corisync/consumer_group": target.group}))

@@ -7,7 +7,6 @@ events the test posts (the job's code is not reused for them).
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from corisync_assets.resources.kafka import KafkaResource
 from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
 from corisync_assets.web.assets import WebPipeline, build_web_assets, web_asset_key
 from corisync_assets.web.collector import CollectorConfig, start_in_thread
+from tests.web.spark.model import reference
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -102,32 +102,15 @@ def scenario(now: datetime) -> tuple[list[dict], list[dict]]:
     return valid, invalid
 
 
-def expected_sessions(events: list[dict]) -> set[tuple]:
-    """Plain Python: dedupe by event_id, order per visitor by (occurred_at, event_id), > 30 min = new."""
-    unique = {e["event_id"]: e for e in events}.values()
-    by_visitor: dict[str, list[dict]] = defaultdict(list)
-    for e in unique:
-        by_visitor[e["anonymous_id"]].append(e)
-    stitched = {}
-    for anon, evs in by_visitor.items():
-        known = sorted((datetime.fromisoformat(e["occurred_at"]), e["user_id"]) for e in evs if e["user_id"])
-        stitched[anon] = known[-1][1] if known else None
-    out = set()
-    for anon, evs in by_visitor.items():
-        evs.sort(key=lambda e: (datetime.fromisoformat(e["occurred_at"]), e["event_id"]))
-        groups, last = [], None
-        for e in evs:
-            at = datetime.fromisoformat(e["occurred_at"])
-            if last is None or at - last > GAP:
-                groups.append([])
-            groups[-1].append(e)
-            last = at
-        for g in groups:
-            start, end = datetime.fromisoformat(g[0]["occurred_at"]), datetime.fromisoformat(g[-1]["occurred_at"])
-            pages = sum(e["event_type"] in ("page_view", "course_page_view") for e in g)
-            out.add((anon, stitched[anon], start, end, len(g), pages, g[0]["page_path"], g[-1]["page_path"],
-                     (end - start).total_seconds()))
-    return out
+def expected_sessions(events: list[dict], received: datetime) -> set[tuple]:
+    """The plain-Python reference of tests/web/spark/model.py (not the job's code) over the posted events:
+    dedupe by event_id, per visitor by (occurred_at, event_id), more than 30 min apart = a new session."""
+    stored = [{**e, "occurred_at": datetime.fromisoformat(e["occurred_at"]), "received_at": received,
+               "session_id": None, "source": "site", "kafka_partition": 0, "kafka_offset": i}
+              for i, e in enumerate(events)]
+    return {(s["anonymous_id"], s["user_id"], s["session_start"], s["session_end"], s["event_count"],
+             s["page_count"], s["entry_page"], s["exit_page"], s["duration_s"])
+            for s in reference(stored)["sessions"]}
 
 
 def warehouse_sessions(web: Web) -> set[tuple]:
@@ -194,7 +177,7 @@ def test_every_valid_event_lands_once_invalid_ones_in_the_dlq_and_sessions_match
     assert any("dedupe:" in m and "new events" in m for m in logged), logged[-20:]
     ids = [r[0] for r in web.rows("SELECT event_id FROM raw_web.web_events")]
     assert sorted(ids) == sorted({e["event_id"] for e in valid})  # every valid event, exactly once
-    assert warehouse_sessions(web) == expected_sessions(valid)
+    assert warehouse_sessions(web) == expected_sessions(valid, now)
     assert web.lag() == 0  # committed after the load
     mats = {m.asset_key: m.metadata for m in result.asset_materializations_for_node("web_events_spark")}
     meta = mats[web_asset_key("events")]
