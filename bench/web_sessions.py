@@ -112,7 +112,7 @@ def raw_consume(bootstrap: str, topic: str) -> tuple[int, float]:
     return n, elapsed
 
 
-def spark_asset(bootstrap: str, topic: str, tmp: str) -> tuple[float, dict]:
+def spark_asset(bootstrap: str, topic: str, tmp: str, java_options: str | None) -> tuple[float, dict]:
     import dagster as dg
 
     from corisync_assets.resources.kafka import KafkaResource
@@ -120,7 +120,8 @@ def spark_asset(bootstrap: str, topic: str, tmp: str) -> tuple[float, dict]:
     from corisync_assets.web.assets import WebPipeline, build_web_assets, web_asset_key
 
     web = WebPipeline(topic=topic, consumer_group=f"bench-{uuid.uuid4().hex}", lake_uri=os.path.join(tmp, "lake"),
-                      spark_master="local[2]", driver_memory="4g")
+                      spark_master="local[2]", driver_memory="4g",
+                      **({} if java_options is None else {"driver_java_options": java_options}))
     resources = {"kafka": KafkaResource(bootstrap_servers=bootstrap),
                  "warehouse": DuckDBWarehouse(path=os.path.join(tmp, "w.duckdb")), "web": web}
     t0 = time.perf_counter()
@@ -185,6 +186,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=1_000_000, help="events to put on the topic")
     parser.add_argument("--clients", type=int, default=8, help="concurrent collector clients")
     parser.add_argument("--seconds", type=float, default=20.0, help="collector measurement duration")
+    parser.add_argument("--java-options", default=None,
+                        help="the Spark driver JVM's options (default: the asset's, C1 JIT only; \"\" = full JIT)")
     parser.add_argument("--skip-spark", action="store_true")
     parser.add_argument("--skip-collector", action="store_true")
     args = parser.parse_args()
@@ -199,7 +202,7 @@ def main() -> None:
             print(f"produced {total} events on {PARTITIONS} partitions in {time.perf_counter() - t0:.1f}s")
             raw_n, raw_s = raw_consume(bootstrap, topic)
             with tempfile.TemporaryDirectory() as tmp:
-                spark_s, meta = spark_asset(bootstrap, topic, tmp)
+                spark_s, meta = spark_asset(bootstrap, topic, tmp, args.java_options)
             assert raw_n == total == meta["messages_read"], (raw_n, total, meta["messages_read"])
             raw_rate, spark_rate = raw_n / raw_s, total / spark_s
             print(f"raw consume: {raw_n} messages in {raw_s:.2f}s = {raw_rate:,.0f} msg/s")

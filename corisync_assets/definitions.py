@@ -26,7 +26,8 @@ def build_definitions() -> Definitions:
     cdc = Definitions(
         assets=[*postgres_source_specs(connector), *build_raw_cdc_assets(connector)],
         jobs=[raw_cdc_catch_up_job],
-        sensors=[build_lag_sensor(connector, threshold=s.lag_threshold, targets=(web_lag_target(s),))],
+        sensors=[build_lag_sensor(connector, threshold=s.lag_threshold, stall_s=s.lag_stall_s,
+                                  targets=(web_lag_target(s),))],
         resources=resources(s),
     )
     # One process per run: each step of the default multiprocess executor would load the definitions again

@@ -33,6 +33,8 @@ ENV_VARS: dict[str, str] = {
     "CORISYNC_KAFKA_SASL_PASSWORD": "prod: SASL password (secret)",
     "CORISYNC_CONSUMER_GROUP": "both: consumer group the raw CDC assets commit to",
     "CORISYNC_LAG_THRESHOLD": "both: lag above which the sensor requests a run (default 0: any lag)",
+    "CORISYNC_LAG_STALL_S": "both: seconds a lagging group's offsets must stand still before the sensor requests a "
+                            "raw run (default 60: the lander, when running, keeps them moving)",
     "CORISYNC_PG_HOST": "both: operational Postgres host (read by Debezium through the connector config)",
     "CORISYNC_PG_PORT": "both: operational Postgres port",
     "CORISYNC_PG_DATABASE": "both: operational database name",
@@ -91,6 +93,7 @@ class Settings(BaseModel):
     kafka_sasl_password: str | None = Field(default=None, repr=False)
     consumer_group: str = "corisync-raw-cdc"
     lag_threshold: int = 0
+    lag_stall_s: float = 60.0
     pg_host: str = "127.0.0.1"
     pg_port: int = 25432
     pg_database: str = "tc4a"
@@ -159,6 +162,7 @@ _FIELDS = {
     "kafka_sasl_password": "CORISYNC_KAFKA_SASL_PASSWORD",
     "consumer_group": "CORISYNC_CONSUMER_GROUP",
     "lag_threshold": "CORISYNC_LAG_THRESHOLD",
+    "lag_stall_s": "CORISYNC_LAG_STALL_S",
     "pg_host": "CORISYNC_PG_HOST",
     "pg_port": "CORISYNC_PG_PORT",
     "pg_database": "CORISYNC_PG_DATABASE",

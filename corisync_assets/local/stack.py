@@ -114,8 +114,9 @@ def start_debezium(s: Settings, timeout: float = 180.0) -> str:
     return "started"
 
 
-def stop_debezium(s: Settings) -> bool:
-    stopped = stop_pid(dbz_pidfile(s), RUNNER_MODULE, timeout=60)
+def stop_debezium(s: Settings, timeout: float = 60.0) -> bool:
+    """SIGTERM the runner (it closes the engine and commits its offsets), SIGKILL after ``timeout``."""
+    stopped = stop_pid(dbz_pidfile(s), RUNNER_MODULE, timeout=timeout)
     if stopped:  # let Postgres notice the walsender is gone before anyone checks the slot again
         wait_until(lambda: not slot_active(s), 15, 0.2)
     return stopped
@@ -206,8 +207,9 @@ def up(s: Settings | None = None, out: Printer = print) -> UpResult:
     if restarting:
         # The memory-only broker is gone with Debezium's offsets, so the next runner must snapshot again. Stop
         # the runner while no broker exists: stopped later, its shutdown would commit its offsets into the new
-        # broker, and the next runner would resume from them and never re-read the lost events.
-        stop_debezium(s)
+        # broker, and the next runner would resume from them and never re-read the lost events. A graceful
+        # close has nothing to commit to: it only waits (~60 s) for the lost broker; a few seconds, then kill.
+        stop_debezium(s, timeout=3)
     br_state = broker.start(s)
     out(_line("broker", f"up {s.kafka_bootstrap}" + (" (already running)" if br_state == "running" else "")))
     check_captured_tables(s)

@@ -39,6 +39,7 @@ from pydantic import Field
 from corisync_assets.resources.kafka import KafkaResource
 from corisync_assets.resources.warehouse.base import Warehouse
 from corisync_assets.web.lake import Lake
+from corisync_assets.web.spark.session import DRIVER_JAVA_OPTIONS
 from corisync_assets.web.tables import WEB_TABLES
 
 WEB_GROUP = "web"
@@ -66,6 +67,8 @@ class WebPipeline(ConfigurableResource):
     lake_uri: str
     spark_master: str = "local[*]"
     driver_memory: str = "2g"
+    driver_java_options: str = Field(default=DRIVER_JAVA_OPTIONS, description="The driver JVM's options (default: "
+                                     "C1 JIT only, for short incremental runs; \"\" for the full JIT).")
     spark_conf: dict[str, str] = Field(default_factory=dict)
 
     def spark_submit(self) -> list[str]:
@@ -80,6 +83,8 @@ class WebPipeline(ConfigurableResource):
                             "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFS")
         args = [str(binary), "--master", self.spark_master, "--driver-memory", self.driver_memory,
                 "--name", "corisync-web-events"]
+        if self.driver_java_options:
+            args += ["--driver-java-options", self.driver_java_options]
         for key, value in sorted(conf.items()):
             args += ["--conf", f"{key}={value}"]
         return [*args, str(JOB_SCRIPT)]

@@ -53,28 +53,24 @@ def _parse(target: str, tmp_path: Path, **env: str) -> dict:
     return json.loads((out / "manifest.json").read_text())
 
 
-def test_parse_prod_without_credentials(tmp_path: Path) -> None:
-    manifest = _parse("prod", tmp_path, CORISYNC_GCP_PROJECT="ci-dummy-project")
+def test_parse_prod_without_credentials_honours_dataset_settings(tmp_path: Path) -> None:
+    """One parse: the staging dataset keeps its default, the raw and marts datasets follow the settings."""
+    manifest = _parse("prod", tmp_path, CORISYNC_GCP_PROJECT="ci-dummy-project", CORISYNC_BQ_RAW_DATASET="raw_x",
+                      CORISYNC_BQ_MARTS_DATASET="marts_x")
     assert manifest["metadata"]["adapter_type"] == "bigquery"
     nodes = manifest["nodes"]
     assert nodes["model.corisync.mart_enrollment_funnel"]["relation_name"] == (
-        "`ci-dummy-project`.`corisync_marts`.`mart_enrollment_funnel`"
+        "`ci-dummy-project`.`marts_x`.`mart_enrollment_funnel`"
     )
+    assert nodes["model.corisync.dim_users"]["relation_name"] == "`ci-dummy-project`.`marts_x`.`dim_users`"
     assert nodes["model.corisync.stg_users"]["relation_name"] == "`ci-dummy-project`.`corisync_staging`.`stg_users`"
     sources = {s["name"]: s["relation_name"] for s in manifest["sources"].values()}
-    assert sources["enrollments__changelog"] == "`ci-dummy-project`.`corisync_raw`.`enrollments__changelog`"
+    assert sources["enrollments__changelog"] == "`ci-dummy-project`.`raw_x`.`enrollments__changelog`"
+    assert {s["schema"] for s in manifest["sources"].values()} == {"raw_x"}
     events = nodes["model.corisync.fct_enrollment_events"]["config"]
     assert events["partition_by"] == {"field": "changed_at", "data_type": "timestamp", "granularity": "day"}
     assert events["cluster_by"] == ["course_id", "user_id"]
     assert events["incremental_strategy"] == "merge"
-
-
-def test_parse_prod_honours_dataset_settings(tmp_path: Path) -> None:
-    manifest = _parse(
-        "prod", tmp_path, CORISYNC_GCP_PROJECT="p", CORISYNC_BQ_RAW_DATASET="raw_x", CORISYNC_BQ_MARTS_DATASET="marts_x"
-    )
-    assert manifest["nodes"]["model.corisync.dim_users"]["relation_name"] == "`p`.`marts_x`.`dim_users`"
-    assert {s["schema"] for s in manifest["sources"].values()} == {"raw_x"}
 
 
 def test_parse_emu_and_local(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def wait_until_delivered(kafka: KafkaResource, topics: list[str], quiet_s: float
 @pytest.fixture(scope="module")
 def platform(stack):
     # web traffic too, through the stack's collector: "Materialize all" runs the Spark assets and the web marts
-    run_demo(force_seed=True, rate=40, duration=15, random_seed=11, s=stack, out=lambda _line: None,
+    run_demo(force_seed=True, rate=40, duration=6, random_seed=11, s=stack, out=lambda _line: None,
              web_visitors=20)
     with pg_connect(stack) as pg:  # some trainings took place, so attendance marts have data
         pg.execute("UPDATE trainings SET status = 'completed' WHERE training_id IN "

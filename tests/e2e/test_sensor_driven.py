@@ -188,7 +188,9 @@ def platform(stack: Settings, tmp_path_factory) -> Iterator[Platform]:
     settings = stack.model_copy(update={"duckdb_path": tmp / "warehouse.duckdb",
                                         "consumer_group": f"sensor-driven-{uuid.uuid4().hex[:8]}"})
     env = {**os.environ, **postgres.dagster_env(stack), "DAGSTER_HOME": str(home), "DAGSTER_PG_DB": db,
-           "CORISYNC_DUCKDB_PATH": str(settings.duckdb_path), "CORISYNC_CONSUMER_GROUP": settings.consumer_group}
+           "CORISYNC_DUCKDB_PATH": str(settings.duckdb_path), "CORISYNC_CONSUMER_GROUP": settings.consumer_group,
+           # offsets still for 10 s, not make dev's 60 s, count as stalled: the same decision, sooner
+           "CORISYNC_LAG_STALL_S": "10"}
     env.pop("DAGSTER_IS_DEV_CLI", None)
     dbt_project_for(settings)  # the manifest the code server will load is current (no parse race with it)
 
@@ -236,10 +238,8 @@ def _assert_automation_built_after(p: Platform, landing: EventLogRecord, user_id
 
 def test_a_commit_reaches_raw_through_the_lag_sensor_then_the_marts_through_automation(platform):
     p = platform
-    # the system at rest first: the sensor's catch-up of the seed has landed (so the marker's change comes in
-    # while the daemon is running, as it would under `make dev` without a lander)
-    p.wait_for("first raw_cdc/users materialization (catch-up of the seed data)",
-               lambda: p.materializations(RAW_USERS))
+    # committed while the daemon runs, as under `make dev` without a lander; the sensor's first run may land
+    # it together with the seed data (the catch-up): what matters is which run landed it, then what built
     _away_from_the_hourly_schedule(p)
     user_id = p.commit_marker()
 

@@ -1,7 +1,8 @@
-"""The job end to end on the stack's broker: a topic with late, duplicate, out-of-order and invalid messages
--> the lake's three tables equal the plain-Python model; the same offsets again (through ``spark-submit``
-under Dagster Pipes) change nothing; a later batch with a late event re-opens an earlier day's session and
-rewrites only the affected partitions; a rebuild restores a lost partition from the lake alone.
+"""The job end to end on the stack's broker: a topic with late, duplicate, out-of-order and invalid
+messages -> the lake's three tables equal the plain-Python model; the same offsets again change nothing
+(the job under ``spark-submit`` and Dagster Pipes is tests/web/test_web_pipeline.py's path); a later batch
+with a late event re-opens an earlier day's session and rewrites only the affected partitions; a rebuild
+restores a lost partition from the lake alone.
 
 The stages run in order as module fixtures (each depends on the previous); the tests check them.
 """
@@ -9,11 +10,9 @@ The stages run in order as module fixtures (each depends on the previous); the t
 from __future__ import annotations
 
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from corisync_assets.web.spark import job
@@ -29,11 +28,9 @@ from tests.web.spark.model import (
     scenario,
 )
 
-pytestmark = [pytest.mark.stack,  # dagster's own notices while running Pipes
-              pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:.*preview")]
+pytestmark = pytest.mark.stack
 
 TABLES = ("events", "sessions", "page_daily")
-JOB = Path(job.__file__)
 
 
 @dataclass
@@ -58,28 +55,6 @@ def expected_content(events: list[dict]) -> dict[str, list[dict]]:
     return {t: normalized(t, rows) for t, rows in reference(events).items()}
 
 
-def run_through_pipes(extras: dict) -> tuple[dict, list[str]]:
-    """``spark-submit job.py`` under Dagster Pipes (PipesSubprocessClient): the summary and the run's logs."""
-    from pyspark.find_spark_home import _find_spark_home
-
-    captured: dict = {}
-    command = [str(Path(_find_spark_home()) / "bin" / "spark-submit"), "--master", "local[2]", "--driver-memory",
-               "1g", "--conf", "spark.sql.shuffle.partitions=2", "--conf", "spark.ui.enabled=false", str(JOB)]
-
-    @dg.asset
-    def web_spark_job(context) -> dg.MaterializeResult:
-        env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-        invocation = dg.PipesSubprocessClient(env=env).run(command=command, context=context, extras=extras)
-        captured["messages"] = invocation.get_custom_messages()
-        return dg.MaterializeResult()
-
-    instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize([web_spark_job], instance=instance)
-    assert result.success
-    logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
-    return captured["messages"][-1], logs
-
-
 @pytest.fixture(scope="module")
 def world(broker, tmp_path_factory) -> World:
     s = scenario()
@@ -95,9 +70,11 @@ def first_run(spark, world) -> dict:
 
 
 @pytest.fixture(scope="module")
-def second_run(first_run, world) -> tuple[dict, dict, dict, list[str]]:
+def second_run(first_run, spark, world) -> tuple[dict, dict, dict, list[str]]:
+    """The same offsets again (``spark-submit`` under Dagster Pipes is the web pipeline tests' path)."""
     before = lake_content(world.lake)
-    summary, logs = run_through_pipes(world.params({}))
+    logs: list[str] = []
+    summary = job.main(world.params({}), spark=spark, log=logs.append)
     return before, lake_content(world.lake), summary, logs
 
 
@@ -128,12 +105,12 @@ def test_first_batch_lands_the_model_tables(first_run, world):
     assert lake_content(world.lake) == expected_content(world.delivered)
 
 
-def test_the_same_offsets_again_through_spark_submit_change_nothing(second_run):
+def test_the_same_offsets_again_change_nothing(second_run):
     before, after, summary, logs = second_run
     assert after == before
     assert (summary["events_new"], summary["duplicates_in_batch"], summary["duplicates_in_lake"]) == (0, 1, 14)
     assert summary["event_dates"] == [D1.isoformat(), D2.isoformat()]
-    assert any(line.startswith("read 24 messages from") for line in logs), logs  # stage logs reach the run
+    assert any(line.startswith("read 24 messages from") for line in logs), logs  # the stage lines
     assert any(line.startswith("wrote sessions:") for line in logs)
 
 
