@@ -308,10 +308,17 @@ run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
   config:
+    dequeue_interval_seconds: 1
+concurrency:
+  runs:
     # dbt builds, freshness-check runs and the odd raw catch-up run side by side (the lander lands outside
     # runs; DuckDB writers queue on the warehouse's writer slot, not here)
     max_concurrent_runs: 3
-    dequeue_interval_seconds: 1
+  pools:
+    # one run at a time per pool (the web Spark assets' `web_spark`): a second request waits in the queue,
+    # then finds nothing left to read, instead of racing the first over the same offsets and lake days
+    granularity: run
+    default_limit: 1
 telemetry:
   enabled: false
 """

@@ -45,6 +45,9 @@ from corisync_assets.web.tables import WEB_TABLES
 WEB_GROUP = "web"
 WEB_SOURCE_GROUP = "tc4a_web"
 JOB_SCRIPT = Path(__file__).resolve().parent / "spark" / "job.py"
+#: the Dagster concurrency pool of the Spark assets: the instance's dagster.yaml limits its pools to one run
+#: at a time, so the lag sensor, automation and the UI never run two jobs over the same offsets and lake days
+SPARK_POOL = "web_spark"
 #: summary keys of the Spark job naming the date partitions it rewrote, per table
 AFFECTED = {"events": "event_dates", "sessions": "session_dates", "page_daily": "page_days"}
 #: the check on ``web/events``: every message the run read was a valid event
@@ -144,7 +147,7 @@ def _days(values) -> list[date]:
 
 
 def build_web_assets(topic: str):
-    @multi_asset(name="web_events_spark", specs=web_specs(topic), can_subset=False,
+    @multi_asset(name="web_events_spark", specs=web_specs(topic), can_subset=False, pool=SPARK_POOL,
                  check_specs=[AssetCheckSpec(VALID_CHECK, asset=web_asset_key("events"), blocking=False,
                                              description="Every message the run read from the topic was a "
                                              "valid event (the collector only produces valid ones).")],

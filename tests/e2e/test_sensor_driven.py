@@ -4,7 +4,7 @@ marts, with no manual step. The tests assert the order of events, never a durati
 The module starts ``dagster-daemon run -w workspace.yaml`` (it spawns the code server, which launches the
 run workers) against the session's test stack, with its own Dagster instance (Postgres storage as under
 ``make dev``, in a fresh database of the test cluster; ``QueuedRunCoordinator`` with
-``max_concurrent_runs: 2``, the dev ``dagster.yaml``), its own DuckDB warehouse and its own consumer group.
+``max_concurrent_runs: 3``, the dev ``dagster.yaml``), its own DuckDB warehouse and its own consumer group.
 The test process only seeds Postgres, commits marker rows and reads: the warehouse (read-only, through the
 writers' slot) and the instance.
 
