@@ -90,11 +90,10 @@ class PartitionedTable:
         those dates (``source``: a relation with the table's columns; None when the lake has none)."""
         if not dates:
             return []
-        cols = ", ".join(self.column_names)
-        statements = [f"DELETE FROM {target} WHERE {self.in_dates(dates)}"]
+        cols, where = ", ".join(self.column_names), self.in_dates(dates)
+        statements = [f"DELETE FROM {target} WHERE {where}"]
         if source is not None:
-            statements.append(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {source}"
-                              f" WHERE {self.in_dates(dates)}")
+            statements.append(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {source} WHERE {where}")
         return statements
 
     def count_sql(self, target: str, dates: Sequence[date]) -> str:
