@@ -16,7 +16,7 @@ UV_BIN_DIR := $(CURDIR)/.corisync/bin
 export PATH := $(PATH):$(UV_BIN_DIR)
 PYTEST_ARGS ?=
 
-.PHONY: dev test install uv venv system-deps test-tools dashboard lint bench stack-up stack-down stack-status clean
+.PHONY: dev test install uv venv airbyte-connectors system-deps test-tools dashboard lint bench stack-up stack-down stack-status clean
 
 ## make dev: install everything, start the local stack, seed demo data, stream changes, Dagster UI on :3000,
 ## the D3 dashboard page (dashboard/) on :3002
@@ -28,11 +28,25 @@ test: install test-tools
 	uv run ruff check .
 	uv run pytest $(PYTEST_ARGS)
 
-install: system-deps venv
+install: system-deps venv airbyte-connectors
 
 # The project venv (.venv) from uv.lock, with the project itself installed.
 venv: uv
 	uv sync --frozen --python $(PYTHON)
+
+# The real Airbyte source connectors (Google Sheets, GA4) the local stack runs, in their own venv: their
+# dependency ranges clash with the project's. Exact pins in requirements.txt; reinstalled only when that file is
+# newer than the stamp (uv pip install is a no-op then anyway, but skipping it keeps `make install` instant).
+AIRBYTE_VENV := .venv-airbyte
+AIRBYTE_REQUIREMENTS := corisync_assets/local/airbyte/requirements.txt
+airbyte-connectors: uv
+	@if [ -x $(AIRBYTE_VENV)/bin/python ] && [ $(AIRBYTE_VENV)/.installed -nt $(AIRBYTE_REQUIREMENTS) ]; then \
+		exit 0; fi; \
+	set -e; \
+	[ -x $(AIRBYTE_VENV)/bin/python ] || uv venv -q --python $(PYTHON) $(AIRBYTE_VENV); \
+	uv pip install -q --python $(AIRBYTE_VENV)/bin/python -r $(AIRBYTE_REQUIREMENTS); \
+	touch $(AIRBYTE_VENV)/.installed; \
+	echo "airbyte-connectors: $(AIRBYTE_VENV) from $(AIRBYTE_REQUIREMENTS)"
 
 # uv itself: the one on PATH, else uv==$(UV_VERSION) for $(PYTHON): pip install, then --user, then
 # --user --break-system-packages (an externally managed Python, e.g. Debian's); without pip, ensurepip

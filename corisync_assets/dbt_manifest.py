@@ -63,6 +63,7 @@ def profile_env(s: Settings) -> dict[str, str]:
         "CORISYNC_BQ_RAW_DATASET": s.bq_raw_dataset,
         "CORISYNC_BQ_STAGING_DATASET": s.bq_staging_dataset,
         "CORISYNC_BQ_MARTS_DATASET": s.bq_marts_dataset,
+        "CORISYNC_BQ_AIRBYTE_DATASET": s.bq_airbyte_dataset,
     }
     if s.gcp_project:
         env["CORISYNC_GCP_PROJECT"] = s.gcp_project

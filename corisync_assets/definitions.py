@@ -2,7 +2,7 @@
 
 The only module that knows every part; what differs between local and prod comes from `environment`.
 Data flows one way: Postgres sources -> raw CDC assets (Debezium/Kafka) and web events (collector/Kafka) ->
-Spark web assets -> dbt staging -> marts -> exports.
+Spark web assets, and Google Sheets / GA4 -> Airbyte assets -> dbt staging -> marts -> exports.
 """
 
 # First: a missing or stale dbt manifest starts parsing in its own process while the imports below load.
@@ -11,6 +11,7 @@ import corisync_assets.early_dbt_parse  # noqa: F401
 # isort: split
 from dagster import Definitions, in_process_executor
 
+from corisync_assets.airbyte import airbyte_definitions
 from corisync_assets.cdc.assets import build_raw_cdc_assets, postgres_source_specs
 from corisync_assets.cdc.connector_config import load_connector_config
 from corisync_assets.cdc.sensors import build_lag_sensor, raw_cdc_catch_up_job
@@ -32,7 +33,7 @@ def build_definitions() -> Definitions:
     )
     # One process per run: each step of the default multiprocess executor would load the definitions again
     # (seconds per run), and a run here is one op (raw_cdc, or one dbt build) anyway.
-    return Definitions.merge(cdc, web_definitions(s), dbt_definitions(s), exports_definitions(),
+    return Definitions.merge(cdc, web_definitions(s), airbyte_definitions(s), dbt_definitions(s), exports_definitions(),
                              Definitions(executor=in_process_executor))
 
 

@@ -65,6 +65,13 @@ ENV_VARS: dict[str, str] = {
     "CORISYNC_COLLECTOR_ALLOWED_ORIGINS": "collector: comma-separated origins allowed by the collector's CORS policy",
     "CORISYNC_COLLECTOR_RATE_LIMIT": "collector: events per second each write key may send (burst: 2 s worth)",
     "CORISYNC_COLLECTOR_MAX_BODY_BYTES": "collector: largest batch body the collector accepts (default 512 KiB)",
+    "CORISYNC_AIRBYTE_URL": "both: base URL of the Airbyte server (its APIs are <url>/api/public/v1 and <url>/api/v1); "
+                            "local default: the stand-in of the local stack, http://127.0.0.1:<CORISYNC_AIRBYTE_PORT>",
+    "CORISYNC_AIRBYTE_PORT": "local: port of the local Airbyte stand-in (default 28001)",
+    "CORISYNC_AIRBYTE_WORKSPACE_ID": "both: the Airbyte workspace of the connections (local default: the stand-in's)",
+    "CORISYNC_AIRBYTE_CLIENT_ID": "both: Airbyte application client id; local: generated on first `stack up`",
+    "CORISYNC_AIRBYTE_CLIENT_SECRET": "both: its client secret (secret); local: generated on first `stack up`",
+    "CORISYNC_BQ_AIRBYTE_DATASET": "prod: dataset Airbyte's BigQuery destination writes to (default corisync_airbyte)",
     "DAGSTER_PG_HOST": "both: Postgres host of Dagster's instance storage",
     "DAGSTER_PG_PORT": "both: its port",
     "DAGSTER_PG_DB": "both: its database",
@@ -78,6 +85,9 @@ ENV_VARS: dict[str, str] = {
 }
 
 Mode = Literal["local", "prod"]
+
+#: the workspace the local Airbyte stand-in serves (a fixed id: nothing secret about it)
+LOCAL_AIRBYTE_WORKSPACE_ID = "5ae6b09b-fdec-41af-aaf7-7d94cfc33ef6"
 
 
 class Settings(BaseModel):
@@ -120,6 +130,12 @@ class Settings(BaseModel):
     collector_allowed_origins: str = "http://localhost:3000,http://127.0.0.1:3000"
     collector_rate_limit: float = 5000.0
     collector_max_body_bytes: int = 512 * 1024
+    airbyte_url: str | None = None
+    airbyte_port: int = 28001
+    airbyte_workspace_id: str = LOCAL_AIRBYTE_WORKSPACE_ID
+    airbyte_client_id: str | None = None
+    airbyte_client_secret: str | None = Field(default=None, repr=False)
+    bq_airbyte_dataset: str = "corisync_airbyte"
 
     @property
     def warehouse_path(self) -> Path:
@@ -134,6 +150,16 @@ class Settings(BaseModel):
     def lake_location(self) -> str:
         """Where the Spark assets write Parquet: a folder, or gs://bucket/prefix."""
         return self.lake_uri or str(self.home / "lake")
+
+    @property
+    def airbyte_base_url(self) -> str:
+        """The Airbyte server: the configured one, else the local stack's stand-in."""
+        return (self.airbyte_url or f"http://127.0.0.1:{self.airbyte_port}").rstrip("/")
+
+    @property
+    def airbyte_schema(self) -> str:
+        """Where Airbyte's destination writes: the BigQuery dataset in prod, schema raw_airbyte locally."""
+        return self.bq_airbyte_dataset if self.mode == "prod" else "raw_airbyte"
 
     @property
     def web_dlq_topic(self) -> str:
@@ -189,6 +215,12 @@ _FIELDS = {
     "collector_allowed_origins": "CORISYNC_COLLECTOR_ALLOWED_ORIGINS",
     "collector_rate_limit": "CORISYNC_COLLECTOR_RATE_LIMIT",
     "collector_max_body_bytes": "CORISYNC_COLLECTOR_MAX_BODY_BYTES",
+    "airbyte_url": "CORISYNC_AIRBYTE_URL",
+    "airbyte_port": "CORISYNC_AIRBYTE_PORT",
+    "airbyte_workspace_id": "CORISYNC_AIRBYTE_WORKSPACE_ID",
+    "airbyte_client_id": "CORISYNC_AIRBYTE_CLIENT_ID",
+    "airbyte_client_secret": "CORISYNC_AIRBYTE_CLIENT_SECRET",
+    "bq_airbyte_dataset": "CORISYNC_BQ_AIRBYTE_DATASET",
 }
 
 

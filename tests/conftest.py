@@ -1,10 +1,10 @@
-"""Shared fixtures. ``stack``: the local stack (Postgres, broker, Debezium, web collector) on test ports in a
-temp home.
+"""Shared fixtures. ``stack``: the local stack (Postgres, broker, Debezium, web collector, Airbyte stand-in) on
+test ports in a temp home.
 
-Ports differ from a developer's stack (25432/29092/28080) so both can run side by side; override with
-CORISYNC_TEST_PG_PORT / CORISYNC_TEST_KAFKA_PORT / CORISYNC_TEST_COLLECTOR_PORT. The session's environment is
-pointed at the test stack before anything reads ``settings()``, so every test sees it through
-``corisync_assets.environment.settings()``.
+Ports differ from a developer's stack (25432/29092/28080/28001) so both can run side by side; override with
+CORISYNC_TEST_PG_PORT / CORISYNC_TEST_KAFKA_PORT / CORISYNC_TEST_COLLECTOR_PORT / CORISYNC_TEST_AIRBYTE_PORT.
+The session's environment is pointed at the test stack before anything reads ``settings()``, so every test sees
+it through ``corisync_assets.environment.settings()``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import pytest
 from corisync_assets.environment import Settings
 
 SECRET_VARS = ("CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_PASSWORD",
-               "CORISYNC_COLLECTOR_WRITE_KEYS")
+               "CORISYNC_COLLECTOR_WRITE_KEYS", "CORISYNC_AIRBYTE_CLIENT_ID", "CORISYNC_AIRBYTE_CLIENT_SECRET",
+               # not a secret, but a developer's Airbyte must not be what the session's stack talks to
+               "CORISYNC_AIRBYTE_URL")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -45,6 +47,7 @@ def stack() -> Iterator[Settings]:
         "CORISYNC_PG_PORT": os.environ.get("CORISYNC_TEST_PG_PORT", "25433"),
         "CORISYNC_KAFKA_BOOTSTRAP": "127.0.0.1:" + os.environ.get("CORISYNC_TEST_KAFKA_PORT", "29093"),
         "CORISYNC_COLLECTOR_PORT": os.environ.get("CORISYNC_TEST_COLLECTOR_PORT", "28081"),
+        "CORISYNC_AIRBYTE_PORT": os.environ.get("CORISYNC_TEST_AIRBYTE_PORT", "28901"),
     }
     saved = {var: os.environ.get(var) for var in (*overrides, *SECRET_VARS)}
     os.environ.update(overrides)

@@ -64,6 +64,11 @@ class DemoStats:
         return self.inserts + self.updates + self.deletes
 
 
+#: the seed ``make dev`` seeds an empty stack with: the trainers' workbook of the local Google double
+#: (corisync_assets/local/fixtures) was made from the population it gives, so the sheet reconciles with it
+DEMO_SEED = 2026
+
+
 def connect(s: Settings | None = None) -> psycopg.Connection:
     s = s or settings()
     if not s.pg_password:

@@ -1,7 +1,8 @@
 """``corisync dev``: the whole local platform in one command (what ``make dev`` runs).
 
 Stack up -> seed demo data if the tables are empty -> the lander (raw CDC within seconds), a background
-demo stream of changes and the D3 dashboard page (dashboard/, drawing <home>/exports/dashboard.json) ->
+demo stream of changes, a first sync of the Airbyte connections (recorded in the instance like any run) and
+the D3 dashboard page (dashboard/, drawing <home>/exports/dashboard.json) ->
 ``dagster dev`` with instance storage in the project's Postgres. The lander, the demo stream and the page
 server stop when the UI does.
 """
@@ -15,7 +16,7 @@ import sys
 
 from corisync_assets.environment import PROJECT_ROOT, settings
 from corisync_assets.local import dashboard, postgres, stack
-from corisync_assets.local.demo import run_demo
+from corisync_assets.local.demo import DEMO_SEED, run_demo
 
 
 def run_dev(*, port: int = 3000, host: str = "127.0.0.1", rate: float = 2.0,
@@ -25,7 +26,8 @@ def run_dev(*, port: int = 3000, host: str = "127.0.0.1", rate: float = 2.0,
     stack.up(s)
     settings.cache_clear()
     s = settings()
-    run_demo(rate=0, duration=0)  # seeds only when the tables are empty
+    # seeds only when the tables are empty, with the population the local trainers' workbook refers to
+    run_demo(rate=0, duration=0, random_seed=DEMO_SEED)
     postgres.write_dagster_yaml(s)
     env = {**os.environ, **postgres.dagster_env(s)}
     children, logs = [], []
@@ -34,7 +36,13 @@ def run_dev(*, port: int = 3000, host: str = "127.0.0.1", rate: float = 2.0,
         logs.append(open(s.home / "logs" / f"{name}.log", "ab"))  # noqa: SIM115 - lives as long as the child
         children.append(subprocess.Popen([sys.executable, "-m", "corisync_assets.local.cli", *args],
                                          stdout=logs[-1], stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT))
+    # the Airbyte syncs once now (their schedules are hourly and daily): the sheet and GA4 reach the marts at once
+    logs.append(open(s.home / "logs" / "airbyte-first-sync.log", "ab"))  # noqa: SIM115 - lives as long as the child
+    children.append(subprocess.Popen([sys.executable, "-m", "dagster", "asset", "materialize", "-m",
+                                      "corisync_assets.definitions", "--select", "group:airbyte"],
+                                     stdout=logs[-1], stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT))
     print(f"lander    ... landing CDC events continuously (log {s.home / 'logs' / 'lander.log'})")
+    print(f"airbyte   ... first sync of the training sheet and GA4 (log {s.home / 'logs' / 'airbyte-first-sync.log'})")
     print(f"demo      ... streaming {rate:g} changes/s (log {s.home / 'logs' / 'demo.log'})")
     exports = dashboard.export_dir()
     exports.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,10 @@ DAGSTER_USER = "dagster"
 SECRET_VARS = ("CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_PASSWORD",
                "CORISYNC_COLLECTOR_WRITE_KEYS")
 WRITE_KEYS_VAR = "CORISYNC_COLLECTOR_WRITE_KEYS"
+#: the local Airbyte stand-in's application credentials (generated on its first start)
+AIRBYTE_CLIENT_VARS = ("CORISYNC_AIRBYTE_CLIENT_ID", "CORISYNC_AIRBYTE_CLIENT_SECRET")
+#: generated into the file, but a value already in the environment wins (unlike the role passwords)
+ENV_WINS_VARS = (WRITE_KEYS_VAR, *AIRBYTE_CLIENT_VARS)
 #: the local collector's one source
 WEB_SOURCE = "tc4a-web"
 
@@ -212,6 +217,8 @@ def read_secrets(home: Path) -> dict[str, str]:
 def _generate(var: str) -> str:
     if var == WRITE_KEYS_VAR:
         return f"{WEB_SOURCE}={secrets.token_urlsafe(24)}"
+    if var == "CORISYNC_AIRBYTE_CLIENT_ID":  # Airbyte's client ids are UUIDs
+        return str(uuid.uuid4())
     return secrets.token_urlsafe(24)
 
 
@@ -220,13 +227,14 @@ def ensure_secrets(home: Path, names: tuple[str, ...] = SECRET_VARS) -> dict[str
 
     The role passwords are taken from the environment when set there first, else generated, and exported
     into ``os.environ`` so this process (and its children) see the values the cluster uses. The collector's
-    write keys are always generated into the file, and the environment wins: exported only if unset.
+    write keys and the Airbyte stand-in's client id/secret (``ENV_WINS_VARS``) are always generated into the
+    file, and the environment wins: exported only if unset.
     """
     current = read_secrets(home)
     changed = False
     for var in names:
         if not current.get(var):
-            current[var] = (None if var == WRITE_KEYS_VAR else os.environ.get(var)) or _generate(var)
+            current[var] = (None if var in ENV_WINS_VARS else os.environ.get(var)) or _generate(var)
             changed = True
     path = local_secrets_file(home)
     if changed or not path.exists():
@@ -236,7 +244,7 @@ def ensure_secrets(home: Path, names: tuple[str, ...] = SECRET_VARS) -> dict[str
             fh.write("".join(f"{k}={v}\n" for k, v in current.items()))
     path.chmod(0o600)
     for var in names:
-        if var == WRITE_KEYS_VAR:
+        if var in ENV_WINS_VARS:
             if not os.environ.get(var):
                 os.environ[var] = current[var]
         else:

@@ -1,5 +1,5 @@
-"""``corisync stack up|down|status``: Postgres -> broker -> Debezium runner -> web collector on this machine,
-no Docker.
+"""``corisync stack up|down|status``: Postgres -> broker -> Debezium runner -> web collector -> Airbyte stand-in
+on this machine, no Docker.
 
 ``up`` is idempotent: components already running are left alone and reported as such, except that a broker
 (re)started by this ``up`` forces a Debezium runner restart (the new broker is empty; the runner must
@@ -11,6 +11,11 @@ The collector (``python -m corisync_assets.web.collector``, detached, log ``<hom
 listens on ``collector_host:collector_port``; its write key is generated into ``<home>/secrets.env`` on the
 first ``up`` (see ``postgres.ensure_secrets``). It is reported after Debezium, so the first three lines of
 ``up`` stay postgres, broker, debezium.
+
+The Airbyte stand-in (``python -m corisync_assets.local.airbyte``, log ``<home>/logs/airbyte.log``) serves the
+subset of Airbyte's API that dagster-airbyte calls, and the Google API double its connectors read, on
+``127.0.0.1:airbyte_port``; its client id and secret are generated into ``<home>/secrets.env`` on its first
+start. It starts in well under the ~2 s of its health check budget: nothing is discovered at startup.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from corisync_assets.local.procs import (
 
 RUNNER_MODULE = "corisync_assets.local.debezium_runner"
 COLLECTOR_MODULE = "corisync_assets.web.collector"
+AIRBYTE_MODULE = "corisync_assets.local.airbyte"
 Printer = Callable[[str], None]
 
 
@@ -185,6 +191,65 @@ def stop_collector(s: Settings) -> bool:
     return stop_pid(collector_pidfile(s), COLLECTOR_MODULE, timeout=20)
 
 
+# --- Airbyte stand-in --------------------------------------------------------------------------------------
+
+
+def airbyte_pidfile(s: Settings) -> Path:
+    return s.home / "run" / "airbyte.pid"
+
+
+def airbyte_logfile(s: Settings) -> Path:
+    return s.home / "logs" / "airbyte.log"
+
+
+def airbyte_url(s: Settings) -> str:
+    """The stand-in's own address (``s.airbyte_base_url`` may name another Airbyte)."""
+    return f"http://127.0.0.1:{s.airbyte_port}"
+
+
+def airbyte_pid(s: Settings) -> int | None:
+    return running_pid(airbyte_pidfile(s), AIRBYTE_MODULE)
+
+
+def airbyte_healthy(s: Settings, timeout: float = 2.0) -> bool:
+    """``GET /health`` answers 200."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(airbyte_url(s) + "/health", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def start_airbyte(s: Settings, *, timeout: float = 30.0) -> str:
+    """Start the Airbyte stand-in detached; 'running' if ours already runs, 'started' once ``/health``
+    answers."""
+    if airbyte_pid(s) is not None:
+        return "running"
+    if port_open("127.0.0.1", s.airbyte_port) or not port_bindable("127.0.0.1", s.airbyte_port):
+        raise StackError(f"airbyte: port {s.airbyte_port} on 127.0.0.1 is taken by another process")
+    postgres.ensure_secrets(s.home, names=postgres.AIRBYTE_CLIENT_VARS)
+    # the child reads its settings from this environment (client id/secret: env or secrets.env)
+    env = {**os.environ, "CORISYNC_HOME": str(s.home), "CORISYNC_AIRBYTE_PORT": str(s.airbyte_port),
+           "CORISYNC_AIRBYTE_WORKSPACE_ID": s.airbyte_workspace_id, "CORISYNC_DUCKDB_PATH": str(s.warehouse_path)}
+    log = airbyte_logfile(s)
+    pid = spawn([sys.executable, "-m", AIRBYTE_MODULE], log=log, pidfile=airbyte_pidfile(s), cwd=s.home, env=env)
+    ok = wait_until(lambda: not pid_alive(pid) or airbyte_healthy(s, 1.0), timeout, 0.2)
+    if not pid_alive(pid):
+        raise StackError(f"airbyte: exited during start: {tail(log, 1) or 'no output'}")
+    if not ok:
+        stop_airbyte(s)
+        raise StackError(f"airbyte: no answer on {airbyte_url(s)}/health after {timeout:.0f}s (see {log})")
+    return "started"
+
+
+def stop_airbyte(s: Settings) -> bool:
+    """SIGTERM: running syncs are cancelled (their connectors killed, nothing written)."""
+    return stop_pid(airbyte_pidfile(s), AIRBYTE_MODULE, timeout=20)
+
+
 # --- the stack ---------------------------------------------------------------------------------------------
 
 
@@ -194,10 +259,11 @@ class UpResult:
     broker: str
     debezium: str
     collector: str = "not started"
+    airbyte: str = "not started"
 
 
 def up(s: Settings | None = None, out: Printer = print) -> UpResult:
-    """Bring up postgres -> broker -> debezium -> collector; one progress line per component."""
+    """Bring up postgres -> broker -> debezium -> collector -> airbyte; one progress line per component."""
     s = s or settings()
     pg_state = postgres.start(s)
     # first start generated passwords (exported to os.environ): re-read settings so they are visible
@@ -226,12 +292,17 @@ def up(s: Settings | None = None, out: Printer = print) -> UpResult:
     settings.cache_clear()  # a first start generated the write key (exported to os.environ)
     out(_line("collector", f"up {collector_url(s)} -> {s.web_topic}"
               + (" (already running)" if col_state == "running" else "")))
-    return UpResult(pg_state, br_state, dbz_state, col_state)
+    ab_state = start_airbyte(s)
+    settings.cache_clear()  # a first start generated the client id and secret (exported to os.environ)
+    out(_line("airbyte", f"up {airbyte_url(s)} (workspace {s.airbyte_workspace_id})"
+              + (" (already running)" if ab_state == "running" else "")))
+    return UpResult(pg_state, br_state, dbz_state, col_state, ab_state)
 
 
 def down(s: Settings | None = None, out: Printer = print) -> None:
-    """Stop collector -> debezium -> broker -> postgres, only what this stack started."""
+    """Stop airbyte -> collector -> debezium -> broker -> postgres, only what this stack started."""
     s = s or settings()
+    out(_line("airbyte", "stopped" if stop_airbyte(s) else "not running"))
     out(_line("collector", "stopped" if stop_collector(s) else "not running"))
     out(_line("debezium", "stopped" if stop_debezium(s) else "not running"))
     out(_line("broker", "stopped" if broker.stop(s) else "not running"))
@@ -244,7 +315,8 @@ def component_states(s: Settings) -> dict[str, bool]:
     except StackError:
         pg = False
     return {"postgres": pg, "broker": broker.is_running(s), "debezium": dbz_pid(s) is not None,
-            "collector": collector_pid(s) is not None and collector_healthy(s)}
+            "collector": collector_pid(s) is not None and collector_healthy(s),
+            "airbyte": airbyte_pid(s) is not None and airbyte_healthy(s)}
 
 
 def status(s: Settings | None = None, out: Printer = print) -> dict[str, bool]:
@@ -252,7 +324,7 @@ def status(s: Settings | None = None, out: Printer = print) -> dict[str, bool]:
     s = s or settings()
     states = component_states(s)
     addr = {"postgres": f"{s.pg_host}:{s.pg_port}", "broker": s.kafka_bootstrap,
-            "debezium": f"pid {dbz_pid(s)}", "collector": collector_url(s)}
+            "debezium": f"pid {dbz_pid(s)}", "collector": collector_url(s), "airbyte": airbyte_url(s)}
     for name, running in states.items():
         out(_line(name, f"up {addr[name]}" if running else "down"))
     from corisync_assets.cdc.connector_config import load_connector_config, settings_environ

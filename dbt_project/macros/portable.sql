@@ -75,3 +75,56 @@
 {% macro ratio(numerator, denominator, scale=4) -%}
   round(1.0 * ({{ numerator }}) / nullif({{ denominator }}, 0), {{ scale }})
 {%- endmacro %}
+
+{# Cast that gives NULL instead of an error on a value it cannot convert (dbt.safe_cast is a plain cast on
+   DuckDB). #}
+{% macro try_cast(expr, type) -%}
+  {{ return(adapter.dispatch('try_cast', 'corisync')(expr, type)) }}
+{%- endmacro %}
+{% macro default__try_cast(expr, type) -%}
+  try_cast({{ expr }} as {{ type }})
+{%- endmacro %}
+{% macro bigquery__try_cast(expr, type) -%}
+  safe_cast({{ expr }} as {{ type }})
+{%- endmacro %}
+
+{# Regular expressions (RE2 on both). `pattern` is written into a plain string literal, so it must hold no
+   backslash and no quote (use character classes: [0-9], [ ], [.]). #}
+
+{# True when `pattern` matches somewhere in the text (anchor it with ^...$ for a whole-value match). #}
+{% macro regexp_test(expr, pattern) -%}
+  {{ return(adapter.dispatch('regexp_test', 'corisync')(expr, pattern)) }}
+{%- endmacro %}
+{% macro default__regexp_test(expr, pattern) -%}
+  regexp_matches({{ expr }}, '{{ pattern }}')
+{%- endmacro %}
+{% macro bigquery__regexp_test(expr, pattern) -%}
+  regexp_contains({{ expr }}, '{{ pattern }}')
+{%- endmacro %}
+
+{# The first capturing group of `pattern` (exactly one group), NULL when it does not match. #}
+{% macro regexp_group(expr, pattern) -%}
+  {{ return(adapter.dispatch('regexp_group', 'corisync')(expr, pattern)) }}
+{%- endmacro %}
+{% macro default__regexp_group(expr, pattern) -%}
+  nullif(regexp_extract({{ expr }}, '{{ pattern }}', 1), '')
+{%- endmacro %}
+{% macro bigquery__regexp_group(expr, pattern) -%}
+  nullif(regexp_extract({{ expr }}, '{{ pattern }}'), '')
+{%- endmacro %}
+
+{# Names as people write them, normalised: trimmed, runs of spaces made one, each word (split at spaces and
+   hyphens) capitalised and the rest lower case: '  anne-marie   DUPONT ' -> 'Anne-Marie Dupont'. #}
+{% macro title_case(expr) -%}
+  {{ return(adapter.dispatch('title_case', 'corisync')(expr)) }}
+{%- endmacro %}
+{% macro default__title_case(expr) -%}
+  array_to_string(list_transform(
+      string_split(regexp_replace(lower(trim({{ expr }})), ' +', ' ', 'g'), ' '),
+      lambda w: array_to_string(list_transform(string_split(w, '-'),
+                                               lambda p: upper(left(p, 1)) || substr(p, 2)), '-')
+  ), ' ')
+{%- endmacro %}
+{% macro bigquery__title_case(expr) -%}
+  initcap(regexp_replace(lower(trim({{ expr }})), ' +', ' '), ' -')
+{%- endmacro %}

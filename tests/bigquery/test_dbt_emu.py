@@ -1,9 +1,11 @@
 """dbt's `emu` target against the BigQuery emulator, compared with the DuckDB (`local`) target.
 
-BigQuery cannot run here; the `bqemulator` emulator stands in for it. The raw CDC layer of the dbt tests
-(tests/dbt/fixture_warehouse.py, a simulated tc4a platform) is built in DuckDB, copied table by table into
-the emulator's raw dataset (same columns, BigQuery types, JSON as JSON), then `dbt build` runs once per
-target on the same input and every mart must hold the same rows.
+BigQuery cannot run here; the `bqemulator` emulator stands in for it. The raw layers of the dbt tests
+(tests/dbt/fixture_warehouse.py, a simulated tc4a platform) are built in DuckDB, copied table by table into
+the emulator (same columns, BigQuery types, JSON as JSON): raw CDC and web into the raw dataset, the Airbyte
+tables into the dataset of Airbyte's BigQuery destination. Then `dbt build` runs once per target on the same
+input and every mart must hold the same rows, and so must the staging of the trainers' sheet and of GA4 (the
+models that parse what people type, where the two dialects differ most).
 
 The emulator lacks `DATE_TRUNC(date, ISOWEEK)`; the BigQuery macro for the ISO week start uses an
 equivalent that both accept, so every mart builds on both targets and no gap is tolerated.
@@ -29,6 +31,7 @@ from tests.dbt.fixture_warehouse import build_warehouse
 
 DBT = Path(PROJECT_ROOT / ".venv" / "bin" / "dbt")
 EMULATOR_GAPS: set[str] = set()  # nodes the emulator cannot build (none at the moment)
+AIRBYTE_STAGING = ("stg_sheet_trainings", "stg_sheet_attendance", "stg_ga4_course_pages")
 
 
 def bq_type(duck_type: str) -> str:
@@ -39,14 +42,16 @@ def bq_type(duck_type: str) -> str:
             "TIMESTAMP WITH TIME ZONE": "TIMESTAMP", "BOOLEAN": "BOOL", "DOUBLE": "FLOAT64", "DATE": "DATE"}[t]
 
 
-def copy_raw_layer(duck_path: Path, wh: BigQueryWarehouse) -> None:
+def copy_raw_layer(duck_path: Path, wh: BigQueryWarehouse, airbyte: BigQueryWarehouse) -> None:
     from google.cloud import bigquery
 
+    # both raw layers of the platform (CDC and web) land in BigQuery's one raw dataset; Airbyte's destination
+    # writes its own dataset
+    datasets = {"raw_cdc": wh, "raw_web": wh, "raw_airbyte": airbyte}
     con = duckdb.connect(str(duck_path), read_only=True)
     try:
-        # both raw layers (CDC and web) land in BigQuery's one raw dataset
         tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables"
-                             " WHERE table_schema IN ('raw_cdc', 'raw_web') ORDER BY 1, 2").fetchall()
+                             " WHERE table_schema IN ('raw_cdc', 'raw_web', 'raw_airbyte') ORDER BY 1, 2").fetchall()
         for raw_schema, table in tables:
             cols = con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema"
                                " = ? AND table_name = ? ORDER BY ordinal_position", [raw_schema, table]).fetchall()
@@ -57,10 +62,11 @@ def copy_raw_layer(duck_path: Path, wh: BigQueryWarehouse) -> None:
             lines = [orjson.dumps({n: orjson.loads(v) if n in json_cols and isinstance(v, str) else v
                                    for n, v in zip(names, row, strict=True)}, default=str)
                      for row in cur.fetchall()]
-            ref = wh._ref(table)
-            wh.client().create_table(bigquery.Table(ref, schema=schema))
+            target = datasets[raw_schema]
+            ref = target._ref(table)
+            target.client().create_table(bigquery.Table(ref, schema=schema))
             config = bigquery.LoadJobConfig(schema=schema, source_format="NEWLINE_DELIMITED_JSON")
-            wh.client().load_table_from_file(io.BytesIO(b"\n".join(lines)), ref, job_config=config).result()
+            target.client().load_table_from_file(io.BytesIO(b"\n".join(lines)), ref, job_config=config).result()
     finally:
         con.close()
 
@@ -100,10 +106,13 @@ def test_dbt_emu_target_matches_duckdb(bq_emulator, tmp_path: Path) -> None:
     build_warehouse(duck_path)
     raw = BigQueryWarehouse(project=bq_emulator.project, dataset="dbt_raw", emulator_host=bq_emulator.host)
     raw.create_dataset()
-    copy_raw_layer(duck_path, raw)
+    airbyte = BigQueryWarehouse(project=bq_emulator.project, dataset="dbt_airbyte", emulator_host=bq_emulator.host)
+    airbyte.create_dataset()
+    copy_raw_layer(duck_path, raw, airbyte)
     emu = dbt_build("emu", {"BIGQUERY_EMULATOR_HOST": bq_emulator.host, "CORISYNC_GCP_PROJECT": raw.project,
                             "CORISYNC_BQ_RAW_DATASET": "dbt_raw", "CORISYNC_BQ_STAGING_DATASET": "dbt_staging",
-                            "CORISYNC_BQ_MARTS_DATASET": "dbt_marts"}, tmp_path)
+                            "CORISYNC_BQ_MARTS_DATASET": "dbt_marts", "CORISYNC_BQ_AIRBYTE_DATASET": "dbt_airbyte"},
+                   tmp_path)
     local = dbt_build("local", {"CORISYNC_DUCKDB_PATH": str(duck_path)}, tmp_path)
     assert set(local.values()) <= {"success", "pass"}, local
     failed = {k for k, v in emu.items() if v in ("error", "fail")}
@@ -122,6 +131,12 @@ def test_dbt_emu_target_matches_duckdb(bq_emulator, tmp_path: Path) -> None:
                 f"SELECT * FROM `{raw.project}.dbt_marts.{mart}`").result())
             assert actual == expected, mart
             compared.append(mart)
+        assert {"mart_training_attendance_reconciliation", "mart_ga4_course_pages"} <= set(compared)
+        for model in AIRBYTE_STAGING:
+            expected = canonical(con.execute(f'SELECT * FROM staging."{model}"').fetchall())
+            actual = canonical(tuple(r.values()) for r in raw.client().query(
+                f"SELECT * FROM `{raw.project}.dbt_staging.{model}`").result())
+            assert len(expected) > 5 and actual == expected, model
     finally:
         con.close()
     views = {}

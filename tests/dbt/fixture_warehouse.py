@@ -11,6 +11,10 @@ some log in as platform users (some only on a later visit), view course pages be
 enrollments; ``build_warehouse`` writes them as the Spark assets would land them in ``raw_web``
 (events, 30-minute sessions and daily page figures, computed here).
 
+The Airbyte syncs (the trainers' Google Sheets workbook, GA4) are simulated from the platform in
+tests/dbt/fixture_airbyte.py and land in ``raw_airbyte``. Two learners (44, 45) share a name up to case and
+spaces, so a sheet that names only one of them cannot be matched by name.
+
 The expected mart figures in the tests are computed from the simulation objects here, in Python, not
 from the marts' SQL.
 """
@@ -30,6 +34,7 @@ from pathlib import Path
 import duckdb
 
 from corisync_assets.web.tables import WEB_EVENTS, WEB_PAGE_DAILY, WEB_SESSIONS
+from tests.dbt.fixture_airbyte import AirbyteFixture, simulate_airbyte, write_airbyte
 
 SNAPSHOT_AT = datetime(2025, 2, 1, tzinfo=UTC)
 LANDED_AT = datetime(2025, 4, 30, 12, 0, tzinfo=UTC)
@@ -153,6 +158,8 @@ class Platform:
     web_events: list[dict] = field(default_factory=list)
     web_sessions: list[dict] = field(default_factory=list)
     web_page_daily: list[dict] = field(default_factory=list)
+    # raw_airbyte rows (the trainers' workbook, GA4), see tests/dbt/fixture_airbyte.py
+    airbyte: AirbyteFixture = field(default_factory=AirbyteFixture)
 
     def new(self, table: str, at: datetime, **values) -> Entity:
         entity = Entity(table)
@@ -184,7 +191,7 @@ def simulate(seed: int = 7) -> Platform:
             signup,
             user_id=uid,
             email=email,
-            full_name=f" Person {uid} ",
+            full_name={44: " Alex  Kim ", 45: "alex kim"}.get(uid, f" Person {uid} "),  # 44, 45: namesakes
             role=role,
             country_code=rng.choice(countries),
             is_active=uid % 11 != 0,
@@ -302,6 +309,7 @@ def simulate(seed: int = 7) -> Platform:
                 feedback=None,
             )
     simulate_web(p, seed)
+    p.airbyte = simulate_airbyte(p, seed)
     return p
 
 
@@ -571,7 +579,8 @@ def changelog_events(p: Platform, table: str) -> list[dict]:
 
 
 def build_warehouse(path: Path, seed: int = 7) -> Platform:
-    """Create ``raw_cdc`` in the DuckDB file at ``path`` and return the simulation it was built from."""
+    """Create ``raw_cdc``, ``raw_web`` and ``raw_airbyte`` in the DuckDB file at ``path`` and return the
+    simulation it was built from."""
     p = simulate(seed)
     con = duckdb.connect(str(path))
     try:
@@ -613,6 +622,7 @@ def build_warehouse(path: Path, seed: int = 7) -> Platform:
                 f"INSERT INTO raw_web.{table.name} VALUES ({', '.join('?' * len(table.columns))})",
                 [[r[c] for c in table.column_names] for r in rows],
             )
+        write_airbyte(con, p.airbyte)
     finally:
         con.close()
     return p

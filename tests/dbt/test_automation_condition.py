@@ -22,15 +22,15 @@ DIM_USERS = dg.AssetKey(["marts", "dim_users"])
 
 
 def _graph() -> tuple[dict[dg.AssetKey, set[dg.AssetKey]], set[dg.AssetKey]]:
-    """Parents of every dbt model/snapshot (as asset keys) and the raw keys (raw CDC and the web Spark
-    assets), from the manifest."""
+    """Parents of every dbt model/snapshot (as asset keys) and the raw keys (raw CDC, the web Spark assets and
+    the Airbyte streams), from the manifest."""
     manifest = json.loads(corisync_dbt_project.manifest_path.read_text())
     nodes = {**manifest["nodes"], **manifest["sources"]}
     built = {uid for uid, n in manifest["nodes"].items() if n["resource_type"] in ("model", "snapshot")}
     parents = {DBT_TRANSLATOR.get_asset_key(nodes[uid]):
                {DBT_TRANSLATOR.get_asset_key(nodes[p]) for p in manifest["parent_map"][uid] if p in nodes}
                for uid in built}
-    raw = {k for deps in parents.values() for k in deps if k.path[0] in ("raw_cdc", "web")}
+    raw = {k for deps in parents.values() for k in deps if k.path[0] in ("raw_cdc", "web", "airbyte")}
     return parents, raw
 
 
@@ -88,6 +88,20 @@ def test_a_landing_requests_everything_downstream_in_one_evaluation(setup):
     result = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=cursor)
     expected = _downstream_of(RAW_ENROLLMENTS, parents)
     assert expected and _requested(result) == expected
+
+
+def test_a_sync_of_the_training_sheets_requests_their_staging_and_marts(setup):
+    """dbt follows the Airbyte syncs: the streams of one connection land in one run, and the next evaluation
+    requests everything downstream of them (the sheet's staging, the reconciliation mart), nothing else."""
+    parents, defs, instance, selection, cursor = setup
+    streams = [dg.AssetKey(["airbyte", "training_sheets", s]) for s in ("trainings", "attendance_spring",
+                                                                      "attendance_autumn")]
+    for key in streams:
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    result = dg.evaluate_automation_conditions(defs, instance, asset_selection=selection, cursor=cursor)
+    expected = set().union(*(_downstream_of(k, parents) for k in streams))
+    assert dg.AssetKey(["marts", "mart_training_attendance_reconciliation"]) in expected
+    assert _requested(result) == expected
 
 
 def test_no_request_while_any_dbt_asset_is_in_a_run_then_all_of_it(setup):

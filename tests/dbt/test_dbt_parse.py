@@ -56,7 +56,7 @@ def _parse(target: str, tmp_path: Path, **env: str) -> dict:
 def test_parse_prod_without_credentials_honours_dataset_settings(tmp_path: Path) -> None:
     """One parse: the staging dataset keeps its default, the raw and marts datasets follow the settings."""
     manifest = _parse("prod", tmp_path, CORISYNC_GCP_PROJECT="ci-dummy-project", CORISYNC_BQ_RAW_DATASET="raw_x",
-                      CORISYNC_BQ_MARTS_DATASET="marts_x")
+                      CORISYNC_BQ_MARTS_DATASET="marts_x", CORISYNC_BQ_AIRBYTE_DATASET="airbyte_x")
     assert manifest["metadata"]["adapter_type"] == "bigquery"
     nodes = manifest["nodes"]
     assert nodes["model.corisync.mart_enrollment_funnel"]["relation_name"] == (
@@ -66,7 +66,10 @@ def test_parse_prod_without_credentials_honours_dataset_settings(tmp_path: Path)
     assert nodes["model.corisync.stg_users"]["relation_name"] == "`ci-dummy-project`.`corisync_staging`.`stg_users`"
     sources = {s["name"]: s["relation_name"] for s in manifest["sources"].values()}
     assert sources["enrollments__changelog"] == "`ci-dummy-project`.`raw_x`.`enrollments__changelog`"
-    assert {s["schema"] for s in manifest["sources"].values()} == {"raw_x"}
+    # the Airbyte tables are in the dataset of Airbyte's BigQuery destination
+    assert {s["schema"] for s in manifest["sources"].values() if s["source_name"] != "airbyte"} == {"raw_x"}
+    assert sources["ga4_course_pages"] == "`ci-dummy-project`.`airbyte_x`.`ga4_course_pages`"
+    assert {s["schema"] for s in manifest["sources"].values() if s["source_name"] == "airbyte"} == {"airbyte_x"}
     events = nodes["model.corisync.fct_enrollment_events"]["config"]
     assert events["partition_by"] == {"field": "changed_at", "data_type": "timestamp", "granularity": "day"}
     assert events["cluster_by"] == ["course_id", "user_id"]
@@ -77,7 +80,7 @@ def test_parse_emu_and_local(tmp_path: Path) -> None:
     assert _parse("emu", tmp_path)["metadata"]["adapter_type"] == "bigquery"
     local = _parse("local", tmp_path)
     assert local["metadata"]["adapter_type"] == "duckdb"
-    assert {s["schema"] for s in local["sources"].values()} == {"raw_cdc", "raw_web"}
+    assert {s["schema"] for s in local["sources"].values()} == {"raw_cdc", "raw_web", "raw_airbyte"}
     events = local["nodes"]["model.corisync.fct_enrollment_events"]["config"]
     assert events["incremental_strategy"] == "delete+insert" and events.get("partition_by") is None
 

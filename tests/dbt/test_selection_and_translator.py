@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from corisync_assets.airbyte.connections import CONNECTIONS
 from corisync_assets.dbt import (
     INDIRECT_SELECTION,
     corisync_dbt_assets,
@@ -94,27 +95,31 @@ def test_tests_of_unselected_models_are_observations_not_checks(built: BuiltWare
 
 
 WEB_KEYS = {dg.AssetKey(["web", name]) for name in ("events", "sessions", "page_daily")}
+AIRBYTE_KEYS = {dg.AssetKey(["airbyte", connection.name, stream.name])
+                for connection in CONNECTIONS for stream in connection.streams}
 
 
-def test_every_source_is_a_raw_cdc_or_web_asset() -> None:
+def test_every_source_is_a_raw_cdc_web_or_airbyte_asset() -> None:
     manifest = json.loads(corisync_dbt_project.manifest_path.read_text())
     from corisync_assets.dbt import DBT_TRANSLATOR
 
     source_keys = {DBT_TRANSLATOR.get_asset_key(props) for props in manifest["sources"].values()}
     raw_keys = {dg.AssetKey(["raw_cdc", t]) for t in captured_tables()}
-    assert source_keys == raw_keys | WEB_KEYS
+    assert source_keys == raw_keys | WEB_KEYS | AIRBYTE_KEYS
     # changelog sources fold into the same raw asset as the current-state table
     assert any(p["name"].endswith("__changelog") for p in manifest["sources"].values())
-    # every upstream dependency of the dbt assets is a dbt asset, a raw CDC asset or a web (Spark) asset
+    # every upstream dependency of the dbt assets is a dbt asset, a raw CDC asset, a web (Spark) asset or an
+    # Airbyte stream's asset (airbyte/<connection>/<stream>, corisync_assets/airbyte/connections.py)
     external = set(corisync_dbt_assets.dependency_keys) - set(corisync_dbt_assets.keys)
-    assert external == raw_keys | WEB_KEYS  # each captured table feeds dbt: no dangling source or unused asset
+    # each captured table and each synced stream feeds dbt: no dangling source or unused asset
+    assert external == raw_keys | WEB_KEYS | AIRBYTE_KEYS
 
 
 def test_graph_reads_raw_to_staging_to_marts() -> None:
     defs = dg.Definitions(
         assets=[
             *[dg.AssetSpec(dg.AssetKey(["raw_cdc", t])) for t in sorted(captured_tables())],
-            *[dg.AssetSpec(k) for k in sorted(WEB_KEYS, key=str)],
+            *[dg.AssetSpec(k) for k in sorted(WEB_KEYS | AIRBYTE_KEYS, key=str)],
             corisync_dbt_assets,
         ],
         resources={"dbt": dbt_resource(Settings()), "warehouse": warehouse_resource(Settings())},
@@ -123,11 +128,15 @@ def test_graph_reads_raw_to_staging_to_marts() -> None:
     for key in corisync_dbt_assets.keys:
         layer = key.path[0]
         parents = graph.get(key).parent_keys
-        allowed = {"staging": {"raw_cdc", "web", "staging"}, "snapshots": {"staging"}, "marts": {"staging", "marts"},
-                   "reporting": {"marts"}}[layer]
+        allowed = {"staging": {"raw_cdc", "web", "airbyte", "staging"}, "snapshots": {"staging"},
+                   "marts": {"staging", "marts"}, "reporting": {"marts"}}[layer]
         assert {p.path[0] for p in parents} <= allowed, key
-        if layer == "staging" and "staging" in {p.path[0] for p in parents}:  # only the visitors' identities
-            assert {p for p in parents if p.path[0] == "staging"} == {dg.AssetKey(["staging", "stg_web_identities"])}
+        if layer == "staging" and "staging" in {p.path[0] for p in parents}:
+            # only the visitors' identities, and the users the sheet's trainers and attendees are matched to
+            assert {p for p in parents if p.path[0] == "staging"} <= {
+                dg.AssetKey(["staging", "stg_web_identities"]), dg.AssetKey(["staging", "stg_users"])}, key
+            if "airbyte" not in {p.path[0] for p in parents}:
+                assert dg.AssetKey(["staging", "stg_users"]) not in parents, key
     # a raw asset's children are staging models only
     children = graph.get(dg.AssetKey(["raw_cdc", "enrollments"])).child_keys
     assert {c.path[0] for c in children} == {"staging"}

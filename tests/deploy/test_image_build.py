@@ -73,7 +73,7 @@ def test_dbt_packaging_step_of_the_dockerfile(tmp_path: Path) -> None:
     env.update(assignments)
     env.update({"CORISYNC_GCP_PROJECT": "corisync-build-check", "PYTHONPATH": str(ctx), "HOME": str(tmp_path)})
     for arg in ("CORISYNC_BQ_LOCATION", "CORISYNC_BQ_RAW_DATASET", "CORISYNC_BQ_STAGING_DATASET",
-                "CORISYNC_BQ_MARTS_DATASET"):
+                "CORISYNC_BQ_MARTS_DATASET", "CORISYNC_BQ_AIRBYTE_DATASET"):
         env[arg] = re.search(rf"^ARG {arg}=(\S+)$", text, re.M).group(1)
     bin_dir = Path(sys.executable).parent
     assert "PATH=/opt/corisync/.venv/bin:$PATH" in text  # the image puts the venv first on PATH; so do we
