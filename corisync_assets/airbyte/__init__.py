@@ -16,12 +16,19 @@ if TYPE_CHECKING:
 
 
 def airbyte_definitions(s: Settings) -> Definitions:
-    from dagster import Definitions
+    import warnings
 
-    from corisync_assets.airbyte.assets import airbyte_schedules, build_airbyte_assets
-    from corisync_assets.airbyte.workspace import airbyte_workspace
+    from dagster import BetaWarning, Definitions, PreviewWarning
+
     from corisync_assets.environment import warehouse_resource
 
-    workspace = airbyte_workspace(s)
-    return Definitions(assets=build_airbyte_assets(workspace, s.airbyte_schema), schedules=airbyte_schedules(),
-                       resources={"airbyte": workspace, "warehouse": warehouse_resource(s)})
+    # dagster-airbyte's workspace API is marked beta/preview; one note here instead of a dozen per load
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BetaWarning)
+        warnings.simplefilter("ignore", PreviewWarning)
+        from corisync_assets.airbyte.assets import airbyte_schedules, build_airbyte_assets
+        from corisync_assets.airbyte.workspace import airbyte_workspace
+
+        workspace = airbyte_workspace(s)
+        return Definitions(assets=build_airbyte_assets(workspace, s.airbyte_schema), schedules=airbyte_schedules(),
+                           resources={"airbyte": workspace, "warehouse": warehouse_resource(s)})
