@@ -88,7 +88,7 @@ def main() -> None:
         s = Settings(home=home, duckdb_path=home / "warehouse.duckdb", airbyte_client_id="bench",
                      airbyte_client_secret="bench-secret")
         running = start_in_thread(StandIn(s), google=google_app(workbook_dir=workbook))
-        os.environ["CORISYNC_AIRBYTE_CLIENT_SECRET"] = "bench-secret"
+        os.environ.update({"CORISYNC_AIRBYTE_CLIENT_ID": "bench", "CORISYNC_AIRBYTE_CLIENT_SECRET": "bench-secret"})
         s = s.model_copy(update={"airbyte_url": running.url})
         print(f"airbyte_sync: {args.rows:,} attendance rows, {args.rounds} rounds; "
               f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}, "

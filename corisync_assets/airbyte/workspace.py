@@ -1,8 +1,8 @@
 """The Airbyte workspace resource, and what the code location does when Airbyte cannot be reached.
 
 The same ``AirbyteWorkspace`` of dagster-airbyte serves both modes: a real Airbyte in prod, the local stack's
-stand-in (``corisync_assets/local/airbyte``) locally. Its address, workspace and client id come from the
-settings, the client secret only as ``EnvVar`` (resolved at run time, never shown in the UI).
+stand-in (``corisync_assets/local/airbyte``) locally. Its address and workspace come from the settings, the
+client id and secret only as ``EnvVar`` (resolved at run time, never shown in the UI).
 
 Definitions load fetches the workspace (connections, streams, destination). When that fails, the code location
 still loads: from the last workspace data fetched on this machine (``<home>/airbyte/workspace-<id>.json``), else
@@ -61,7 +61,8 @@ class CorisyncAirbyteWorkspace(AirbyteWorkspace):
 
 
 def airbyte_workspace(s: Settings) -> CorisyncAirbyteWorkspace:
-    """The workspace resource for ``s`` (the secret stays an ``EnvVar``)."""
+    """The workspace resource for ``s``; the client id and secret stay ``EnvVar``s (resolved when a run or the
+    load initializes the resource, never shown in the UI)."""
     base = s.airbyte_base_url
     if (s.airbyte_client_id is None) != (s.airbyte_client_secret is None):
         missing = "CORISYNC_AIRBYTE_CLIENT_SECRET" if s.airbyte_client_secret is None else "CORISYNC_AIRBYTE_CLIENT_ID"
@@ -71,7 +72,7 @@ def airbyte_workspace(s: Settings) -> CorisyncAirbyteWorkspace:
         rest_api_base_url=f"{base}/api/public/v1",
         configuration_api_base_url=f"{base}/api/v1",
         workspace_id=s.airbyte_workspace_id,
-        client_id=s.airbyte_client_id,
+        client_id=EnvVar("CORISYNC_AIRBYTE_CLIENT_ID") if s.airbyte_client_id else None,
         client_secret=EnvVar("CORISYNC_AIRBYTE_CLIENT_SECRET") if s.airbyte_client_secret else None,
         cache_path=str(s.home / "airbyte" / f"workspace-{s.airbyte_workspace_id}.json"),
         request_max_retries=1,

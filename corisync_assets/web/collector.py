@@ -66,6 +66,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from corisync_assets.environment import ConfigError, Settings
+from corisync_assets.served import ServedApp, serve_in_thread
 from corisync_assets.web.contract import ContractError, encode_event, format_timestamp
 
 log = logging.getLogger("corisync_assets.web.collector")  # not __main__ under python -m
@@ -631,51 +632,22 @@ def create_app(config: CollectorConfig, producer: Any = None) -> Starlette:
 # --- running it ---------------------------------------------------------------------------------------------
 
 
-def _uvicorn_config(app, host: str, port: int, log_level: str = "warning"):
-    import uvicorn
-
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
-                          server_header=False, timeout_keep_alive=15, log_config=None)
-
-
 def serve(config: CollectorConfig, log_level: str = "info") -> None:
     """Serve until SIGTERM/SIGINT (uvicorn; in-flight batches finish, the producer is flushed)."""
-    import uvicorn
+    from corisync_assets.served import serve as serve_app
 
-    uvicorn.Server(_uvicorn_config(create_app(config), config.host, config.port, log_level)).run()
+    serve_app(create_app(config), config.host, config.port, log_level, timeout_keep_alive=15)
 
 
-@dataclass
-class RunningCollector:
-    """A collector served by uvicorn in a thread of this process (``start_in_thread``)."""
-
-    url: str
-    app: Starlette
-    server: Any
-    thread: threading.Thread
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout)
+#: a collector served by uvicorn in a thread of this process (``start_in_thread``)
+RunningCollector = ServedApp
 
 
 def start_in_thread(config: CollectorConfig, *, producer: Any = None, port: int | None = None,
                     timeout: float = 30.0) -> RunningCollector:
     """Serve ``config`` in a daemon thread (port 0: any free port); returns once it answers."""
-    import uvicorn
-
-    app = create_app(config, producer)
-    server = uvicorn.Server(_uvicorn_config(app, config.host, config.port if port is None else port))
-    thread = threading.Thread(target=server.run, name="collector-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("collector did not start (see the log)")
-        time.sleep(0.02)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    return RunningCollector(f"http://{config.host}:{bound}", app, server, thread)
+    return serve_in_thread(create_app(config, producer), config.host, config.port if port is None else port,
+                           name="collector", timeout=timeout, timeout_keep_alive=15)
 
 
 def health_ok(url: str, timeout: float = 2.0) -> bool:

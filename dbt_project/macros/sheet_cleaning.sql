@@ -94,3 +94,30 @@
 {% macro course_slug(page_path) -%}
   {{ corisync.regexp_group(page_path, '^/courses/([^/?#]+)') }}
 {%- endmacro %}
+
+{# Finding a sheet's person among the platform's users, written once for trainers and attendees: by email, else
+   by a name that belongs to exactly one user up to case and spaces. ``users_by_name_cte()`` is a CTE of the
+   model; ``matched_user_columns`` goes into its select list, ``match_user_joins`` after its from. #}
+{% macro users_by_name_cte() -%}
+users_by_name as (
+    select {{ corisync.name_key('full_name') }} as name_key, min(user_id) as user_id
+    from {{ ref('stg_users') }}
+    group by 1
+    having count(*) = 1
+)
+{%- endmacro %}
+
+{% macro matched_user_columns(id_column, matched_by_column) -%}
+    coalesce(e.user_id, n.user_id)                                  as {{ id_column }},
+    case
+        when e.user_id is not null then 'email'
+        when n.user_id is not null then 'name'
+    end                                                             as {{ matched_by_column }}
+{%- endmacro %}
+
+{% macro match_user_joins(email_expr, name_expr) -%}
+left join {{ ref('stg_users') }} as e
+    on {{ email_expr }} = e.email
+left join users_by_name as n
+    on {{ corisync.name_key(name_expr) }} = n.name_key
+{%- endmacro %}

@@ -30,6 +30,19 @@ locals {
       partition_expiration_ms = null
       table_expiration_ms     = null
     }
+    # Airbyte's BigQuery destination (terraform/airbyte): the synced streams, and its own raw tables.
+    airbyte = {
+      id                      = var.airbyte_dataset_id
+      description             = "CoriSync Airbyte syncs: the training workbook (Google Sheets) and GA4, one table per stream."
+      partition_expiration_ms = null
+      table_expiration_ms     = null
+    }
+    airbyte_internal = {
+      id                      = var.airbyte_internal_dataset_id
+      description             = "Airbyte's raw tables (destinations v2), written and read by Airbyte only."
+      partition_expiration_ms = null
+      table_expiration_ms     = null
+    }
   }
 
   dagster_model_role = var.dbt_impersonation ? "roles/bigquery.dataViewer" : "roles/bigquery.dataEditor"
@@ -44,6 +57,11 @@ locals {
     dbt_staging_editor    = { dataset = "staging", role = "roles/bigquery.dataEditor", member = google_service_account.dbt.member }
     dbt_marts_editor      = { dataset = "marts", role = "roles/bigquery.dataEditor", member = google_service_account.dbt.member }
     metabase_marts_viewer = { dataset = "marts", role = "roles/bigquery.dataViewer", member = google_service_account.metabase.member }
+    # Airbyte writes its datasets; Dagster reads row counts there after a sync, dbt reads the streams.
+    airbyte_editor          = { dataset = "airbyte", role = "roles/bigquery.dataEditor", member = google_service_account.airbyte.member }
+    airbyte_internal_editor = { dataset = "airbyte_internal", role = "roles/bigquery.dataEditor", member = google_service_account.airbyte.member }
+    dagster_airbyte_viewer  = { dataset = "airbyte", role = "roles/bigquery.dataViewer", member = google_service_account.dagster.member }
+    dbt_airbyte_viewer      = { dataset = "airbyte", role = "roles/bigquery.dataViewer", member = google_service_account.dbt.member }
   }
 }
 
@@ -198,6 +216,14 @@ resource "google_service_account" "dbt" {
   depends_on = [google_project_service.this]
 }
 
+resource "google_service_account" "airbyte" {
+  account_id   = "corisync-airbyte"
+  display_name = "CoriSync Airbyte"
+  description  = "Airbyte's BigQuery destination: write the Airbyte datasets."
+
+  depends_on = [google_project_service.this]
+}
+
 resource "google_service_account" "metabase" {
   account_id   = "corisync-metabase"
   display_name = "CoriSync Metabase"
@@ -209,6 +235,7 @@ resource "google_service_account" "metabase" {
 # Running query and load jobs is a project-level permission; data access stays per dataset below.
 resource "google_project_iam_member" "job_user" {
   for_each = {
+    airbyte  = google_service_account.airbyte.member
     dagster  = google_service_account.dagster.member
     dbt      = google_service_account.dbt.member
     metabase = google_service_account.metabase.member

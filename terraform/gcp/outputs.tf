@@ -1,5 +1,5 @@
 output "bq_datasets" {
-  description = "Dataset ids for docker/.env: CORISYNC_BQ_RAW_DATASET, CORISYNC_BQ_STAGING_DATASET, CORISYNC_BQ_MARTS_DATASET."
+  description = "Dataset ids for docker/.env: CORISYNC_BQ_RAW_DATASET, CORISYNC_BQ_STAGING_DATASET, CORISYNC_BQ_MARTS_DATASET, CORISYNC_BQ_AIRBYTE_DATASET."
   value       = { for layer, ds in google_bigquery_dataset.this : layer => ds.dataset_id }
 }
 
@@ -26,6 +26,11 @@ output "dagster_service_account" {
 output "dbt_service_account" {
   description = "Service account dbt impersonates (impersonate_service_account in the prod profile)."
   value       = google_service_account.dbt.email
+}
+
+output "airbyte_service_account" {
+  description = "Account of Airbyte's BigQuery destination (terraform/airbyte's bigquery_credentials_json: create its key)."
+  value       = google_service_account.airbyte.email
 }
 
 output "metabase_service_account" {

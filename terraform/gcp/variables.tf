@@ -45,6 +45,18 @@ variable "marts_dataset_id" {
   default     = "corisync_marts"
 }
 
+variable "airbyte_dataset_id" {
+  description = "Dataset Airbyte's BigQuery destination writes the streams to (CORISYNC_BQ_AIRBYTE_DATASET; terraform/airbyte's bq_dataset)."
+  type        = string
+  default     = "corisync_airbyte"
+}
+
+variable "airbyte_internal_dataset_id" {
+  description = "Dataset of Airbyte's own raw tables (the BigQuery destination's raw_data_dataset)."
+  type        = string
+  default     = "airbyte_internal"
+}
+
 variable "raw_partition_expiration_days" {
   description = "Partitions of raw CDC tables older than this are dropped (0 = keep forever)."
   type        = number

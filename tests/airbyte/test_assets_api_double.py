@@ -34,6 +34,7 @@ EXPECTED_KEYS = {
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CORISYNC_AIRBYTE_CLIENT_ID", "dagster")
     monkeypatch.setenv("CORISYNC_AIRBYTE_CLIENT_SECRET", SECRET)
     s = load_settings({"CORISYNC_HOME": str(tmp_path), "CORISYNC_AIRBYTE_URL": BASE,
                        "CORISYNC_AIRBYTE_WORKSPACE_ID": WORKSPACE, "CORISYNC_AIRBYTE_CLIENT_ID": "dagster",
@@ -153,3 +154,20 @@ def test_stream_stats_and_failures_are_read_from_the_config_api_shape() -> None:
                                                                          "externalMessage": "disk full"}]}}}]}
     assert airbyte_assets_module.stream_records(report) == {"a": 3}
     assert airbyte_assets_module.failure_message(report) == "disk full (origin: destination)"
+
+
+def test_schedules_sync_the_sheet_hourly_and_ga4_daily() -> None:
+    from dagster import AssetSpec, Definitions
+
+    from corisync_assets.airbyte.assets import airbyte_schedules
+
+    by_name = {s.name: s for s in airbyte_schedules()}
+    sheets, ga4 = by_name["airbyte_training_sheets_schedule"], by_name["airbyte_ga4_web_schedule"]
+    assert sheets.cron_schedule == "0 * * * *"  # every hour
+    minute, hour, *rest = ga4.cron_schedule.split()
+    assert minute.isdigit() and hour.isdigit() and rest == ["*", "*", "*"]  # once a day
+    assert {s.default_status.value for s in by_name.values()} == {"RUNNING"}
+    graph = Definitions(assets=[AssetSpec(k) for k in EXPECTED_KEYS]).resolve_asset_graph()
+    for schedule, connection in ((sheets, "training_sheets"), (ga4, "ga4_web")):
+        targeted = schedule.target.resolvable_to_job.selection.resolve(graph)
+        assert targeted == {k for k in EXPECTED_KEYS if k.path[1] == connection}

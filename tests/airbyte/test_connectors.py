@@ -24,9 +24,7 @@ import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -121,12 +119,6 @@ def run_connector(api_url: str, tmp: Path, source_type: str, verb: str, *, confi
     return Run(argv, proc.returncode, messages, proc.stderr, time.monotonic() - started, non_json)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def broken_workbook(folder: Path) -> Path:
     """The fixture workbook after two edits: attendance_spring lost its Attendee header (the column still
     holds names), attendance_autumn's Attendee email became E-mail."""
@@ -144,25 +136,17 @@ def broken_workbook(folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def google_api(tmp_path_factory) -> Iterator[str]:
     """The double on a free port: ``/google`` serves the fixtures, ``/broken`` the broken workbook."""
-    import uvicorn
     from starlette.applications import Starlette
     from starlette.routing import Mount
+
+    from corisync_assets.served import serve_in_thread
 
     broken = broken_workbook(tmp_path_factory.mktemp("google") / "broken_workbook")
     app = Starlette(routes=[Mount("/google", app=google_app(workbook_dir=WORKBOOK)),
                             Mount("/broken", app=google_app(workbook_dir=broken))])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the Google API double did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    served = serve_in_thread(app, name="google-double")
+    yield served.url
+    served.stop(timeout=10)
 
 
 @pytest.fixture(scope="session")

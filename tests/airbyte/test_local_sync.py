@@ -46,16 +46,19 @@ def env(tmp_path_factory) -> Iterator[Settings]:
     s = Settings(home=home, duckdb_path=home / "warehouse.duckdb", airbyte_client_id="dagster",
                  airbyte_client_secret=SECRET)
     running = start_in_thread(StandIn(s), google=google_app(workbook_dir=WORKBOOK))
-    saved = os.environ.get("CORISYNC_AIRBYTE_CLIENT_SECRET")
-    os.environ["CORISYNC_AIRBYTE_CLIENT_SECRET"] = SECRET  # the workspace resource reads it as an EnvVar
+    # the workspace resource reads the client id and secret as EnvVars
+    credentials = {"CORISYNC_AIRBYTE_CLIENT_ID": "dagster", "CORISYNC_AIRBYTE_CLIENT_SECRET": SECRET}
+    saved = {var: os.environ.get(var) for var in credentials}
+    os.environ.update(credentials)
     try:
         yield s.model_copy(update={"airbyte_url": running.url})
     finally:
         running.stop()
-        if saved is None:
-            os.environ.pop("CORISYNC_AIRBYTE_CLIENT_SECRET", None)
-        else:
-            os.environ["CORISYNC_AIRBYTE_CLIENT_SECRET"] = saved
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
 
 
 def _sync(s: Settings, connection: str) -> dict[str, dict]:
@@ -241,3 +244,18 @@ def test_sheet_staging_equals_an_independent_parse_of_the_workbook(staged) -> No
     mapped = sum(1 for t in expected_attendance if t[4] is not None)
     assert 0.5 * len(expected_attendance) < mapped < len(expected_attendance)
     assert any(t[2] is None for t in expected_trainings) is False  # every training date parses
+
+
+def test_the_repos_workspace_snapshot_is_what_the_stand_in_serves(env: Settings) -> None:
+    """The code location falls back to the repo's snapshot when Airbyte is unreachable: it must describe the
+    workspace the local stand-in serves (ids, streams, destination), or a `make dev` started without it would
+    sync nothing. Refresh with `python -m corisync_assets.airbyte.snapshot` against a running stack."""
+    from dagster_airbyte.translator import AirbyteWorkspaceData
+    from dagster_shared.serdes import deserialize_value
+
+    from corisync_assets.airbyte.workspace import SNAPSHOT, CorisyncAirbyteWorkspace, airbyte_workspace
+
+    with airbyte_workspace(env).process_config_and_initialize_cm() as live:
+        served = super(CorisyncAirbyteWorkspace, live).fetch_airbyte_workspace_data()
+    assert deserialize_value(SNAPSHOT.read_text(), AirbyteWorkspaceData) == served
+    assert {c.name for c in served.connections_by_id.values()} == {TRAINING_SHEETS.name, GA4_WEB.name}

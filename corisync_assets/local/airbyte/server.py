@@ -53,6 +53,7 @@ from corisync_assets.local.airbyte import workspace as ws
 from corisync_assets.local.airbyte.discovery import DiscoverCache
 from corisync_assets.local.airbyte.jobs import Job, JobConflict, JobManager
 from corisync_assets.local.airbyte.kit import ConnectorKit, default_kit
+from corisync_assets.served import ServedApp, serve, serve_in_thread
 
 log = logging.getLogger("corisync_assets.local.airbyte.server")
 
@@ -402,54 +403,26 @@ def default_google_app():
 # --- serving ------------------------------------------------------------------------------------------------
 
 
-def _uvicorn_config(app, host: str, port: int, log_level: str = "warning"):
-    import uvicorn
-
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
-                          server_header=False, log_config=None, timeout_graceful_shutdown=10)
-
-
 @dataclass
-class RunningStandIn:
+class RunningStandIn(ServedApp):
     """A stand-in served by uvicorn in a thread of this process (``start_in_thread``)."""
 
-    url: str
-    app: Starlette
-    standin: StandIn
-    server: Any
-    thread: threading.Thread
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout)
+    standin: StandIn | None = None
 
 
 def start_in_thread(standin: StandIn, *, google: Any = None, host: str = "127.0.0.1", port: int = 0,
                     timeout: float = 30.0) -> RunningStandIn:
     """Serve ``standin`` in a daemon thread (port 0: any free one); returns once it listens, with
     ``standin.base_url`` set to the bound address (so its jobs point the connectors at this /google)."""
-    import uvicorn
-
-    app = create_app(standin, google=google)
-    server = uvicorn.Server(_uvicorn_config(app, host, port))
-    thread = threading.Thread(target=server.run, name="airbyte-standin-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("the Airbyte stand-in did not start")
-        time.sleep(0.02)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    standin.base_url = f"http://{host}:{bound}"
-    return RunningStandIn(standin.base_url, app, standin, server, thread)
+    served = serve_in_thread(create_app(standin, google=google), host, port, name="airbyte-standin",
+                             timeout=timeout, timeout_graceful_shutdown=10)
+    standin.base_url = served.url
+    return RunningStandIn(served.url, served.app, served.server, served.thread, standin)
 
 
 def main() -> None:
     """``python -m corisync_assets.local.airbyte``: serve on 127.0.0.1:<CORISYNC_AIRBYTE_PORT> until SIGTERM."""
     import sys
-
-    import uvicorn
 
     from corisync_assets.environment import settings
 
@@ -463,4 +436,4 @@ def main() -> None:
     app = create_app(standin, google=default_google_app())
     log.info("Airbyte stand-in on %s (workspace %s, %d connections)", standin.base_url, standin.workspace_id,
              len(standin.connections))
-    uvicorn.Server(_uvicorn_config(app, "127.0.0.1", s.airbyte_port, "info")).run()
+    serve(app, "127.0.0.1", s.airbyte_port, "info", timeout_graceful_shutdown=10)

@@ -37,12 +37,7 @@ cleaned as (
     )
 ),
 
-users_by_name as (
-    select {{ corisync.name_key('full_name') }} as name_key, min(user_id) as user_id
-    from {{ ref('stg_users') }}
-    group by 1
-    having count(*) = 1
-)
+{{ corisync.users_by_name_cte() }}
 
 select
     c.sheet_row_id,
@@ -51,16 +46,9 @@ select
     c.attendance_date,
     c.attendee_name,
     c.attendee_email,
-    coalesce(e.user_id, n.user_id)                                  as user_id,
-    case
-        when e.user_id is not null then 'email'
-        when n.user_id is not null then 'name'
-    end                                                             as user_matched_by,
+    {{ corisync.matched_user_columns('user_id', 'user_matched_by') }},
     c.present,
     c.notes,
     c.extracted_at
 from cleaned as c
-left join {{ ref('stg_users') }} as e
-    on c.attendee_email = e.email
-left join users_by_name as n
-    on {{ corisync.name_key('c.attendee_name') }} = n.name_key
+{{ corisync.match_user_joins('c.attendee_email', 'c.attendee_name') }}

@@ -34,12 +34,7 @@ cleaned as (
     from tab
 ),
 
-users_by_name as (
-    select {{ corisync.name_key('full_name') }} as name_key, min(user_id) as user_id
-    from {{ ref('stg_users') }}
-    group by 1
-    having count(*) = 1
-)
+{{ corisync.users_by_name_cte() }}
 
 select
     c.sheet_row_id,
@@ -50,15 +45,8 @@ select
     c.location,
     c.trainer_name,
     c.trainer_email,
-    coalesce(e.user_id, n.user_id)                                  as trainer_user_id,
-    case
-        when e.user_id is not null then 'email'
-        when n.user_id is not null then 'name'
-    end                                                             as trainer_matched_by,
+    {{ corisync.matched_user_columns('trainer_user_id', 'trainer_matched_by') }},
     c.capacity,
     c.extracted_at
 from cleaned as c
-left join {{ ref('stg_users') }} as e
-    on c.trainer_email = e.email
-left join users_by_name as n
-    on {{ corisync.name_key('c.trainer_name') }} = n.name_key
+{{ corisync.match_user_joins('c.trainer_email', 'c.trainer_name') }}
