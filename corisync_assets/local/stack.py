@@ -128,6 +128,18 @@ def stop_debezium(s: Settings, timeout: float = 60.0) -> bool:
     return stopped
 
 
+def _health_ok(base_url: str, timeout: float) -> bool:
+    """``GET <base_url>/health`` answers 200 (the collector's and the Airbyte stand-in's probe)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(base_url + "/health", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 # --- web collector -----------------------------------------------------------------------------------------
 
 
@@ -150,14 +162,7 @@ def collector_pid(s: Settings) -> int | None:
 
 def collector_healthy(s: Settings, timeout: float = 2.0) -> bool:
     """``GET /health`` answers 200."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(collector_url(s) + "/health", timeout=timeout) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+    return _health_ok(collector_url(s), timeout)
 
 
 def start_collector(s: Settings, *, restart: bool = False, timeout: float = 60.0) -> str:
@@ -213,14 +218,7 @@ def airbyte_pid(s: Settings) -> int | None:
 
 def airbyte_healthy(s: Settings, timeout: float = 2.0) -> bool:
     """``GET /health`` answers 200."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(airbyte_url(s) + "/health", timeout=timeout) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+    return _health_ok(airbyte_url(s), timeout)
 
 
 def start_airbyte(s: Settings, *, timeout: float = 30.0) -> str:
