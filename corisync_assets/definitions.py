@@ -14,6 +14,7 @@ from dagster import Definitions, in_process_executor
 from corisync_assets.airbyte import airbyte_definitions
 from corisync_assets.cdc.assets import build_raw_cdc_assets, postgres_source_specs
 from corisync_assets.cdc.connector_config import load_connector_config
+from corisync_assets.cdc.resnapshot import resnapshot_job
 from corisync_assets.cdc.sensors import build_lag_sensor, raw_cdc_catch_up_job
 from corisync_assets.dbt import dbt_definitions
 from corisync_assets.environment import resources, settings
@@ -26,7 +27,7 @@ def build_definitions() -> Definitions:
     connector = load_connector_config(s.connector_config)
     cdc = Definitions(
         assets=[*postgres_source_specs(connector), *build_raw_cdc_assets(connector)],
-        jobs=[raw_cdc_catch_up_job],
+        jobs=[raw_cdc_catch_up_job, resnapshot_job],
         sensors=[build_lag_sensor(connector, threshold=s.lag_threshold, stall_s=s.lag_stall_s,
                                   targets=(web_lag_target(s),))],
         resources=resources(s),

@@ -149,7 +149,8 @@ def build_raw_cdc_assets(connector: ConnectorConfig) -> list[AssetsDefinition]:
     )
     def _raw_cdc(context: AssetExecutionContext, kafka: KafkaResource, warehouse: Warehouse):
         report = land_changes(kafka, warehouse, routes(connector), tx_topic=connector.transaction_topic,
-                              collections=connector.collections, log=context.log.info)
+                              collections=connector.collections, notification_topic=connector.notification_topic,
+                              log=context.log.info)
         folded = warehouse.fold(force=True)
         if folded:
             context.log.info(f"folded changelog into current state: {folded}")

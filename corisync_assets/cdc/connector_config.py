@@ -106,6 +106,26 @@ class ConnectorConfig:
         return f"{self.topic_prefix}.{self.get('topic.transaction', 'transaction')}"
 
     @property
+    def signal_table(self) -> tuple[str, str] | None:
+        """Debezium's signalling table (``schema``, ``table``) when the source signal channel is on."""
+        collection = self.get("signal.data.collection")
+        channels = {c.strip() for c in (self.get("signal.enabled.channels") or "source").split(",")}
+        if not collection or "source" not in channels:
+            return None
+        schema, _, table = collection.rpartition(".")
+        return schema, table
+
+    @property
+    def notification_topic(self) -> str | None:
+        """Topic of Debezium's notifications (the ``sink`` channel), which carry snapshot progress."""
+        channels = {c.strip() for c in (self.get("notification.enabled.channels") or "").split(",")}
+        return self.get("notification.sink.topic.name") if "sink" in channels else None
+
+    def collection_topic(self, collection: str) -> str | None:
+        """The data topic of a Debezium data collection id (``schema.table``), if it is captured."""
+        return {c: t for t, c in self.collections.items()}.get(collection)
+
+    @property
     def collections(self) -> dict[str, str]:
         """Data topic -> Debezium data collection (``schema.table``, as transaction END events name it)."""
         return {self.topic_for(schema, table): f"{schema}.{table}" for schema, table in self.tables}

@@ -158,6 +158,10 @@ class ChangeBatch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     tombstones: int = 0
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)  # (first, last)
+    #: WAL positions of re-snapshot requests the table's re-read finished for, the reads all in this batch or
+    #: landed before: current-state rows whose last event is older are gone in Postgres
+    #: (`corisync_assets.cdc.snapshots`)
+    snapshot_ends: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -294,7 +298,7 @@ class Decoder:
                     payload_raw = value[len(vprefix):-1]
                     payload = loads(payload_raw)
                     op, source = payload["op"], payload["source"]
-                    lsn, key_raw = source["lsn"], key[len(kprefix):-1]
+                    lsn, key_raw = source["lsn"] or sequence_lsn(source), key[len(kprefix):-1]
                     if (op in _KEYED_OPS and lsn is not None and key_raw and key_raw != b"null"
                             and (op == "d" or type(payload["after"]) is dict) and type(source) is dict):
                         if schema is not b.schema:
@@ -345,7 +349,8 @@ class Decoder:
         if op not in OPS:
             raise DecodeError(f"unknown op {op!r}")
         source = payload.get("source")
-        if not isinstance(source, dict) or source.get("lsn") is None:
+        lsn = (source.get("lsn") or sequence_lsn(source)) if isinstance(source, dict) else None
+        if lsn is None:
             raise DecodeError("envelope has no source.lsn")
         if op in ("r", "c", "u") and not isinstance(payload.get("after"), dict):
             raise DecodeError(f"op {op!r} without an 'after' row")
@@ -356,7 +361,7 @@ class Decoder:
             if schema is not b.schema:
                 b.schema = schema if b.schema is None else _merge(b.schema, schema)
         key_json = key_raw.decode() if key_raw and op != "t" else ""
-        lsn = int(source["lsn"])
+        lsn = int(lsn)
         b.rows.append((  # META_COLUMNS order
             event_id(lsn, op, key_json),
             op, lsn, source.get("txId"), source.get("ts_ms"), str(source.get("snapshot", "false")), topic,
@@ -364,6 +369,16 @@ class Decoder:
         ))
         if op != "t" and key_schema is not None:
             self._fast = (b'{"schema":' + value_schema + _PAYLOAD, b'{"schema":' + key_schema + _PAYLOAD, schema)
+
+
+def sequence_lsn(source: dict) -> int | None:
+    """The LSN of an event whose ``source.lsn`` is null: an incremental snapshot read, which Debezium emits
+    when its chunk's window closes and stamps with that position in ``source.sequence`` (``["<last commit>",
+    "<lsn>"]``). Every change streamed after the read has a higher LSN, every change it supersedes a lower one."""
+    try:
+        return int(orjson.loads(source.get("sequence") or "null")[-1])
+    except (orjson.JSONDecodeError, TypeError, ValueError, IndexError, KeyError):
+        return None
 
 
 def _merge(old: TableSchema, new: TableSchema) -> TableSchema:

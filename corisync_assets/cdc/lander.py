@@ -91,7 +91,8 @@ class Lander:
     def _run_feed(self, stop: threading.Event) -> None:
         self.kafka.check_reachable()
         feed = ChangeFeed(self.kafka, self.routes, tx_topic=self.connector.transaction_topic,
-                          collections=self.connector.collections, log=log.info, max_hold_s=self.max_hold_s)
+                          collections=self.connector.collections, log=log.info, max_hold_s=self.max_hold_s,
+                          notification_topic=self.connector.notification_topic)
         log.info("landing %d topic(s) + %s into %s", len(self.routes), feed.tx_topic, self.warehouse.kind)
         try:
             next_assign = 0.0

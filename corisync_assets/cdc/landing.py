@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from corisync_assets.cdc.cut import TransactionCut
 from corisync_assets.cdc.envelope import ChangeBatch, DeadLetter, Decoder
+from corisync_assets.cdc.snapshots import parse_notification
 from corisync_assets.resources.kafka import KafkaResource, LagInfo
 from corisync_assets.resources.warehouse.base import LandResult, Warehouse
 
@@ -103,13 +104,24 @@ class ChangeFeed:
     """A consumer over the captured topics (and the transaction topic) feeding a transaction cut.
 
     ``routes`` maps each data topic to its warehouse table; ``collections`` maps it to Debezium's data
-    collection name (``schema.table``) used in transaction END events.
+    collection name (``schema.table``) used in transaction END events and notifications.
+
+    ``notification_topic``: Debezium's notifications. The end of a table's re-read requested by CoriSync
+    (:mod:`corisync_assets.cdc.snapshots`) is noted with the table topic's end offsets at that moment (the
+    runner publishes a notification only after everything before it); once the cut has released the table
+    up to there, the marker rides on the table's next batch (``ChangeBatch.snapshot_ends``), and the
+    notification's offset is committed with that batch's positions, so a crash applies it again.
     """
 
     def __init__(self, kafka: KafkaResource, routes: dict[str, str], *, tx_topic: str | None = None,
                  collections: dict[str, str] | None = None, log: Callable[[str], None] = lambda _m: None,
-                 max_hold_s: float = 30.0) -> None:
+                 max_hold_s: float = 30.0, notification_topic: str | None = None) -> None:
         self.kafka, self.routes, self.tx_topic, self.log = kafka, routes, tx_topic, log
+        self.notification_topic = notification_topic
+        self.collection_topics = {c: t for t, c in (collections or {}).items()}
+        #: notification partition -> [(offset, table or None, start LSN, {(topic, partition): end offset})]
+        self.notes: dict[int, list[tuple[int, str | None, int, dict[tuple[str, int], int]]]] = {}
+        self.starts: dict[tuple[str, int], int] = {}  # where each partition's reading started
         self.cut = TransactionCut(collections or {t: t for t in routes}, tx_topic, max_hold_s=max_hold_s)
         self.decoders = {table: Decoder(table) for table in {*routes.values(), TRANSACTIONS_TABLE}}
         self.consumer = kafka.consumer()
@@ -121,7 +133,7 @@ class ChangeFeed:
 
     @property
     def topics(self) -> list[str]:
-        return [*self.routes, *([self.tx_topic] if self.tx_topic else [])]
+        return [*self.routes, *(t for t in (self.tx_topic, self.notification_topic) if t)]
 
     def close(self) -> None:
         self.consumer.close()
@@ -155,6 +167,7 @@ class ChangeFeed:
                 start = low
             assignment.append(TopicPartition(tp.topic, tp.partition, start))
             self.assigned.add((tp.topic, tp.partition))
+            self.starts[(tp.topic, tp.partition)] = start
             if start < high:
                 ends[(tp.topic, tp.partition)] = high
         self.consumer.incremental_assign(assignment)
@@ -171,10 +184,51 @@ class ChangeFeed:
             messages = self.consumer.consume(num_messages=CONSUME_CHUNK, timeout=timeout)
             if not messages:
                 return 0
+            if self.notification_topic is not None:
+                messages = self._take_notifications(messages)
             n = self._buffer(messages, on_message)
             del messages
             self._decode(self.cut.take_ready())  # while the bytes are fresh; they leave with the next take()
             return n
+
+    def _take_notifications(self, messages: list) -> list:
+        """Note CoriSync's snapshot ends among the messages; return the others (notification EOFs included)."""
+        from confluent_kafka import TopicPartition
+
+        rest = []
+        for m in messages:
+            if m.topic() != self.notification_topic or m.error() is not None:
+                rest.append(m)
+                continue
+            end = parse_notification(m.value())
+            topic = self.collection_topics.get(end.collection) if end is not None else None
+            table, ends = (self.routes.get(topic) if topic else None), {}
+            if table is not None:
+                ends = {tp: self.consumer.get_watermark_offsets(TopicPartition(*tp), timeout=10)[1]
+                        for tp in self.assigned if tp[0] == topic}
+                self.log(f"{table}: re-snapshot {end.status.lower()} ({end.rows} rows read); rows older than "
+                         f"LSN {end.start_lsn} go once the table has landed to {ends}")
+            self.notes.setdefault(m.partition(), []).append((m.offset(), table, end.start_lsn if end else 0, ends))
+            self.read[(m.topic(), m.partition())] = m.offset() + 1
+        return rest
+
+    def _snapshot_ends(self) -> tuple[dict[str, list[int]], dict[tuple[str, int], int]]:
+        """Snapshot ends whose table the cut has released far enough: table -> start LSNs, and the
+        notification positions that may be committed with them."""
+        released = self.cut._released_positions
+        ready: dict[str, list[int]] = {}
+        positions = {}
+        for partition, notes in self.notes.items():
+            done = 0
+            for offset, table, start_lsn, ends in notes:
+                if any(max(released.get(tp, 0), self.starts.get(tp, 0)) < end for tp, end in ends.items()):
+                    break
+                if table is not None:
+                    ready.setdefault(table, []).append(start_lsn)
+                done += 1
+                positions[(self.notification_topic, partition)] = offset + 1
+            del notes[:done]
+        return ready, positions
 
     @property
     def buffered(self) -> int:
@@ -230,7 +284,12 @@ class ChangeFeed:
         released = self.cut.release()
         with gc_paused():
             self._decode(released.runs)
+        ends, note_positions = self._snapshot_ends() if self.notes else ({}, {})
+        for table, lsns in ends.items():
+            self.decoders[table].batch.snapshot_ends.extend(lsns)
+            self.touched.add(table)
         touched, self.touched, self.decoded = self.touched, set(), 0
+        released.positions.update(note_positions)
         if released.bad_transaction_events:
             batch = self.decoders[TRANSACTIONS_TABLE].batch
             for offset, value, error in released.bad_transaction_events:
@@ -278,6 +337,7 @@ def land_changes(
     *,
     tx_topic: str | None = None,
     collections: dict[str, str] | None = None,
+    notification_topic: str | None = None,
     batch_size: int = 50_000,
     stall_timeout_s: float = 30.0,
     settle_s: float = 35.0,
@@ -288,7 +348,8 @@ def land_changes(
     start (plus the rest of a transaction begun before them), in whole transactions."""
     kafka.check_reachable()
     report = new_report(routes)
-    feed = ChangeFeed(kafka, routes, tx_topic=tx_topic, collections=collections, log=log)
+    feed = ChangeFeed(kafka, routes, tx_topic=tx_topic, collections=collections, log=log,
+                      notification_topic=notification_topic)
     try:
         with warehouse.exclusive(), warehouse.session():  # DuckDB: one writer, one connection for the run
             writer = _PipelinedWriter(feed, warehouse, report, after_write)

@@ -1,4 +1,5 @@
-"""The ``corisync`` command: ``stack up|down|status``, ``demo``, ``lander``, ``dead-letters``, ``dev``.
+"""The ``corisync`` command: ``stack up|down|status``, ``demo``, ``lander``, ``dead-letters``, ``resnapshot``,
+``dev``.
 Errors are one line on stderr, exit 1."""
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     dead = sub.add_parser("dead-letters", help="list dead letters, or replay one table's after a fix")
     dead.add_argument("action", choices=["list", "replay"])
     dead.add_argument("table", nargs="?", help="source table (replay: required)")
+    again = sub.add_parser("resnapshot", help="re-read one captured table (Debezium incremental snapshot)")
+    again.add_argument("table", help="schema.table, as in the connector config's table.include.list")
     dev = sub.add_parser("dev", help="stack up, demo data, a demo change stream and the Dagster UI")
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--host", default="127.0.0.1")
@@ -57,6 +60,16 @@ def run(argv: list[str] | None = None) -> int:
         return lander.run()
     if args.command == "dead-letters":
         return _dead_letters(args.action, args.table)
+    if args.command == "resnapshot":
+        from corisync_assets.cdc.connector_config import load_connector_config
+        from corisync_assets.cdc.resnapshot import resnapshot
+        from corisync_assets.environment import settings
+
+        s = settings()
+        req = resnapshot(s, load_connector_config(s.connector_config), args.table)
+        print(f"{args.table}: incremental snapshot requested (signal {req.signal_id}); the lander or the next "
+              "raw_cdc run lands it")
+        return 0
     if args.command == "dev":
         from corisync_assets.local.dev import run_dev
 

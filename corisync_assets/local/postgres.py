@@ -169,7 +169,7 @@ def start(s: Settings) -> str:
     pg_bin = bin_dir()
     _make_traversable(s.home)
     if (p.data / "PG_VERSION").exists() and is_running(s):
-        if not p.bootstrapped.exists():
+        if not _bootstrapped_current(p):
             bootstrap(s)
         return "running"
     if port_open(s.pg_host, s.pg_port) or not port_bindable(s.pg_host, s.pg_port):
@@ -186,7 +186,7 @@ def start(s: Settings) -> str:
                  "-o", opts], check=False)
     if proc.returncode != 0:
         raise StackError(f"postgres: did not start: {tail(p.log, 2) or proc.stderr.strip()}")
-    if fresh:
+    if not _bootstrapped_current(p):  # fresh, or set up by an older version (e.g. without the signal table)
         bootstrap(s)
     return "started"
 
@@ -292,9 +292,19 @@ END $$;
 ALTER DEFAULT PRIVILEGES FOR ROLE {_q(app)} IN SCHEMA public GRANT SELECT ON TABLES TO {_q(cdc)};
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {_q(cdc)};
 ALTER ROLE {_q(cdc)} PASSWORD {_lit(secrets_["CORISYNC_PG_CDC_PASSWORD"])};
+GRANT USAGE ON SCHEMA corisync TO {_q(cdc)};
+GRANT SELECT, INSERT ON corisync.debezium_signal TO {_q(cdc)};
 """, db=s.pg_database)
     write_dagster_yaml(s)
-    paths(s).bootstrapped.write_text("ok\n")
+    paths(s).bootstrapped.write_text(BOOTSTRAP_VERSION)
+
+
+#: what ``bootstrapped`` holds once :func:`bootstrap` ran; a new value re-runs it (idempotent) on older clusters
+BOOTSTRAP_VERSION = "ok 2 (signal table)\n"
+
+
+def _bootstrapped_current(p: PgPaths) -> bool:
+    return p.bootstrapped.exists() and p.bootstrapped.read_text() == BOOTSTRAP_VERSION
 
 
 # --- Dagster instance ---------------------------------------------------------------------------------------

@@ -1,8 +1,15 @@
-"""Register (or update) the Debezium connector with Kafka Connect, then wait until it runs.
+"""Register (or update) the Debezium connector with Kafka Connect, wait until it runs, then onboard new tables.
 
 One-shot job of docker/compose/debezium.yml. Idempotent: PUT /connectors/<name>/config creates the
 connector or replaces its config. Reads CONNECT_URL (default http://debezium:8083) and CONNECTOR_CONFIG
-(the JSON file with "name" and "config", as docker/debezium/tc4a-postgres.json). Standard library only.
+(the JSON file with "name" and "config", as docker/debezium/tc4a-postgres.json).
+
+Tables that an update adds to ``table.include.list`` may already hold rows, which a running connector would
+never read (``snapshot.mode=initial`` snapshots only on its first start). Once the connector runs again, the
+job asks Debezium for an incremental snapshot of exactly those tables through the signalling table, with
+CoriSync's own request (``corisync_assets.cdc.snapshots``: the signal carries the WAL position the lander
+needs for its end marker), as the CDC role (``CORISYNC_PG_*`` from the environment). The job therefore runs
+in the CoriSync image; the registration itself needs the standard library only.
 """
 
 from __future__ import annotations
@@ -33,11 +40,37 @@ def _request(method: str, url: str, body: dict | None = None, timeout: float = 1
             return exc.code, {"message": raw.decode(errors="replace")}
 
 
-def register(connect_url: str, config_path: str, wait_seconds: float = 120.0, poll: float = 2.0) -> int:
+def _tables(config: dict) -> list[str]:
+    return [t.strip() for t in str(config.get("table.include.list", "")).split(",") if t.strip()]
+
+
+def signal_snapshot(config: dict, tables: list[str]) -> str:
+    """Ask the connector for an incremental snapshot of ``tables`` (CoriSync's request, as the CDC role)."""
+    import psycopg
+
+    from corisync_assets.cdc.snapshots import request_snapshot
+
+    env = os.environ
+    schema, _, table = config["signal.data.collection"].rpartition(".")
+    with psycopg.connect(host=env.get("CORISYNC_PG_HOST", "postgres"), port=int(env.get("CORISYNC_PG_PORT", "5432")),
+                         dbname=env.get("CORISYNC_PG_DATABASE", "tc4a"),
+                         user=env.get("CORISYNC_PG_CDC_USER", "corisync_cdc"),
+                         password=env["CORISYNC_PG_CDC_PASSWORD"], connect_timeout=10) as conn:
+        return request_snapshot(conn, (schema, table), tables).signal_id
+
+
+def register(connect_url: str, config_path: str, wait_seconds: float = 120.0, poll: float = 2.0,
+             signal=signal_snapshot) -> int:
     with open(config_path, encoding="utf-8") as fh:
         spec = json.load(fh)
     name, config = spec["name"], spec["config"]
     base = connect_url.rstrip("/")
+    try:
+        status, previous = _request("GET", f"{base}/connectors/{name}/config")
+    except OSError:
+        status, previous = 0, {}
+    # tables the running connector did not capture yet (a new connector snapshots everything itself)
+    added = [t for t in _tables(config) if t not in _tables(previous)] if status == 200 else []
 
     deadline = time.monotonic() + wait_seconds
     while True:  # Connect may answer 409 while it rebalances: retry until the deadline
@@ -66,6 +99,9 @@ def register(connect_url: str, config_path: str, wait_seconds: float = 120.0, po
                 return 1
             if len(states) > 1 and all(state == "RUNNING" for state in states):
                 print(f"connector {name}: RUNNING")
+                if added and config.get("signal.data.collection"):
+                    print(f"connector {name}: incremental snapshot of {', '.join(added)} requested "
+                          f"(signal {signal(config, added)})")
                 return 0
         if time.monotonic() > deadline:
             print(f"connector {name}: not RUNNING after {wait_seconds:.0f}s: {answer}", file=sys.stderr)

@@ -61,6 +61,10 @@ class FakeConnect:
             def do_GET(self) -> None:
                 fake.requests.append(("GET", self.path))
                 name = self.path.split("/")[2]
+                if self.path.endswith("/config"):
+                    if name not in fake.configs:
+                        return self._send(404, {"error_code": 404, "message": f"Connector {name} not found"})
+                    return self._send(200, fake.configs[name])
                 if fake.starting:
                     fake.starting -= 1
                     return self._send(200, {"name": name, "connector": {"state": "UNASSIGNED"}, "tasks": []})
@@ -87,7 +91,10 @@ def connect() -> Iterator[tuple[FakeConnect, str]]:
 def test_registers_the_config_file_unchanged_and_waits_for_running(connect) -> None:
     fake, url = connect
     register = _load_register()
-    assert register(url, str(CONNECTOR_CONFIG), wait_seconds=10, poll=0.01) == 0
+    asked = []
+    assert register(url, str(CONNECTOR_CONFIG), wait_seconds=10, poll=0.01,
+                    signal=lambda _config, tables: asked.append(tables) or "sig") == 0
+    assert asked == []  # a new connector snapshots every table itself
     spec = json.loads(CONNECTOR_CONFIG.read_text())
     # the ${env:...} placeholders travel as they are: Connect resolves them, no password is sent
     assert fake.configs == {spec["name"]: spec["config"]}
@@ -95,6 +102,22 @@ def test_registers_the_config_file_unchanged_and_waits_for_running(connect) -> N
     # idempotent: a second run updates in place
     assert register(url, str(CONNECTOR_CONFIG), wait_seconds=10, poll=0.01) == 0
     assert len(fake.configs) == 1
+
+
+def test_an_update_that_adds_tables_asks_for_their_snapshot(connect, tmp_path) -> None:
+    """Tables added to table.include.list may hold rows a running connector would never read: the job asks for
+    an incremental snapshot of exactly those, once the connector runs again (the request itself, through the
+    signalling table, is tested on the real stack in tests/cdc/test_resnapshot.py)."""
+    fake, url = connect
+    spec = json.loads(CONNECTOR_CONFIG.read_text())
+    fake.configs[spec["name"]] = {**spec["config"], "table.include.list": "public.users,public.courses"}
+    asked = []
+    assert _load_register()(url, str(CONNECTOR_CONFIG), wait_seconds=10, poll=0.01,
+                            signal=lambda config, tables: asked.append((config["signal.data.collection"], tables))
+                            or "sig") == 0
+    before = ("public.users", "public.courses")
+    expected = [t for t in spec["config"]["table.include.list"].split(",") if t not in before]
+    assert asked == [("corisync.debezium_signal", expected)]
 
 
 def test_failed_task_fails_the_job(connect) -> None:

@@ -25,6 +25,12 @@ DEAD_LETTER_SUMMARY_SQL = ("SELECT source_table, error, count(*) FROM {table} WH
                            " GROUP BY source_table, error")
 
 
+def snapshot_end_sql(current: str, start_lsns: Sequence[int]) -> str:
+    """The statement (both dialects) that ends a finished re-snapshot (`corisync_assets.cdc.snapshots`): every
+    row alive in Postgres has an event at or after the request's WAL position by now, so older rows are gone."""
+    return f"DELETE FROM {current} WHERE _cdc_lsn < {max(int(lsn) for lsn in start_lsns)}"
+
+
 @dataclass(frozen=True)
 class StoredDeadLetter:
     """A message that did not land, as the warehouse keeps it (``_dead_letters``)."""

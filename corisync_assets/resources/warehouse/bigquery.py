@@ -67,6 +67,7 @@ from corisync_assets.resources.warehouse.base import (
     StoredDeadLetter,
     TableRows,
     Warehouse,
+    snapshot_end_sql,
 )
 
 #: BigQuery's NUMERIC holds 29 integer and 9 fractional digits, BIGNUMERIC 38 and 38.
@@ -741,6 +742,7 @@ class BigQueryWarehouse(Warehouse):
             if len(batch) and batch.table.startswith("_cdc_"):
                 raise ValueError(f"table name {batch.table!r} uses the reserved prefix _cdc_")
         if not any(len(b) or b.dead_letters for b in batches):
+            self._end_snapshots(batches)
             return [LandResult(0, 0, 0) for _ in batches]
         self._setup()
         landed_at = datetime.now(UTC)
@@ -771,7 +773,20 @@ class BigQueryWarehouse(Warehouse):
             self._append(CYCLES, "CycleRow", CYCLE_FIELDS, [marker.SerializeToString()])
             self._remember(seen)
             self._unfolded = True
+        self._end_snapshots(batches)
         return results
+
+    def _end_snapshots(self, batches: Sequence[ChangeBatch]) -> None:
+        """Finished re-snapshots (rare): fold now, so current state holds the re-read rows, then delete the
+        rows older than the request (one DML job per table)."""
+        ends = [b for b in batches if b.snapshot_ends]
+        if not ends:
+            return
+        self.fold(force=True)
+        existing = self.existing_relations([(self.dataset, b.table) for b in ends]) or set()
+        for batch in ends:
+            if (self.dataset, batch.table) in existing:
+                self._query(snapshot_end_sql(self._sql_ref(batch.table), batch.snapshot_ends))
 
     def _new_events(self, batch: ChangeBatch) -> tuple[list[dict], list[tuple]]:
         """The batch's events not appended before by this process (first occurrence by partition/offset

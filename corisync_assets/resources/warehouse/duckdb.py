@@ -25,6 +25,7 @@ from corisync_assets.resources.warehouse.base import (
     StoredDeadLetter,
     TableRows,
     Warehouse,
+    snapshot_end_sql,
 )
 from corisync_assets.resources.warehouse.writer_slot import writer_slot_path
 
@@ -336,6 +337,10 @@ class DuckDBWarehouse(Warehouse):
                         new_events, duplicates = self._land_events(
                             con, f"{s}.{q(current)}", f"{s}.{q(changelog)}", batch, replay
                         )
+                    if batch.snapshot_ends and con.execute(
+                            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+                            "AND table_name = ?", [self.schema_name, current]).fetchone()[0]:
+                        con.execute(snapshot_end_sql(f"{s}.{q(current)}", batch.snapshot_ends))
                     results.append(LandResult(new_events, duplicates, new_dead))
                 con.execute("COMMIT")
             except BaseException:

@@ -21,3 +21,16 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Debezium's signalling table (source channel; `signal.data.collection` in the connector config). Writing an
+-- `execute-snapshot` row asks the connector for an incremental snapshot of tables (onboarding a table that
+-- already holds rows, `corisync resnapshot`); the connector itself writes its snapshot-window markers here,
+-- hence INSERT for the CDC role. It lives outside `public`, so it is never taken for a captured table.
+CREATE SCHEMA IF NOT EXISTS corisync;
+CREATE TABLE IF NOT EXISTS corisync.debezium_signal (
+    id   varchar(64) PRIMARY KEY,
+    type varchar(32) NOT NULL,
+    data varchar(2048)
+);
+GRANT USAGE ON SCHEMA corisync TO corisync_cdc;
+GRANT SELECT, INSERT ON corisync.debezium_signal TO corisync_cdc;

@@ -29,6 +29,9 @@ SELECT format('CREATE ROLE %I WITH LOGIN REPLICATION', :'cdc_user')
 SELECT format('ALTER ROLE %I WITH LOGIN REPLICATION PASSWORD %L', :'cdc_user', :'cdc_password') \gexec
 SELECT format('GRANT USAGE ON SCHEMA public TO %I', :'cdc_user') \gexec
 SELECT format('GRANT SELECT ON ALL TABLES IN SCHEMA public TO %I', :'cdc_user') \gexec
+-- Debezium's signalling table (02): the connector writes its snapshot windows there, CoriSync its requests.
+SELECT format('GRANT USAGE ON SCHEMA corisync TO %I', :'cdc_user') \gexec
+SELECT format('GRANT SELECT, INSERT ON corisync.debezium_signal TO %I', :'cdc_user') \gexec
 
 -- Operational owner: owns the database, the schema's tables (and their identity sequences).
 SELECT format('CREATE ROLE %I WITH LOGIN', :'app_user')

@@ -1,0 +1,132 @@
+"""Onboarding a table that already holds rows, and re-reading one on request, on the real stack.
+
+Postgres -> the real Debezium runner (incremental snapshots through the signalling table) -> tansu -> raw CDC
+assets run through Dagster -> DuckDB. Expected values come from Postgres itself (``assert_equal_to_postgres``)
+and from the topic as read here. The tables are added to a copy of the connector config and the runner is
+restarted with it (the session's config is restored afterwards).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from corisync_assets import environment
+from corisync_assets.local import cli
+from corisync_assets.local import stack as local_stack
+from tests.local.cdc_helpers import read
+from tests.support.pipeline import Pipeline, assert_equal_to_postgres, pg_connect
+
+pytestmark = pytest.mark.stack
+
+ROWS = 300  # more than one chunk: the test config sets incremental.snapshot.chunk.size to 128
+
+
+def _slot_caught_up(pg, slot: str, timeout: float = 60.0) -> None:
+    """Wait until Debezium confirmed the WAL up to now: the runner has 'moved past' what was written so far."""
+    target = pg.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pg.execute("SELECT confirmed_flush_lsn >= %s FROM pg_replication_slots WHERE slot_name = %s",
+                      (target, slot)).fetchone()[0]:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"Debezium did not confirm WAL position {target} within {timeout}s")
+
+
+def _land_until(pipe: Pipeline, done, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pipe.materialize()
+        if done():
+            return
+        time.sleep(1)
+    raise AssertionError("the warehouse did not converge in time")
+
+
+def _rows(pipe: Pipeline, table: str) -> list[tuple] | None:
+    """Current state without the CDC columns; None while the table has not landed yet."""
+    with pipe.warehouse.connect(read_only=True) as con:
+        if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw_cdc' "
+                           "AND table_name = ?", [table]).fetchone()[0]:
+            return None
+        return con.execute(f"SELECT * EXCLUDE (_cdc_op, _cdc_lsn, _cdc_ts_ms, _cdc_landed_at) FROM raw_cdc.{table} "
+                           "ORDER BY 1").fetchall()
+
+
+def _pg(pg, table: str) -> list[tuple]:
+    return pg.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+
+
+@pytest.fixture
+def onboarded(stack, tmp_path, monkeypatch):
+    """Two tables created and filled while the runner streams without them (it confirms the WAL past them),
+    then added to the connector config: one with ROWS rows, one empty."""
+    with pg_connect(stack) as pg:
+        pg.execute("DROP TABLE IF EXISTS onboard_t, onboard_empty")
+        pg.execute("CREATE TABLE onboard_t (id int PRIMARY KEY, name text NOT NULL, amount numeric(10,2))")
+        pg.execute("CREATE TABLE onboard_empty (id int PRIMARY KEY, note text)")
+        pg.execute(f"INSERT INTO onboard_t SELECT g, 'row ' || g, g * 1.25 FROM generate_series(1, {ROWS}) g")
+        config = json.loads(stack.connector_config.read_text())
+        _slot_caught_up(pg, config["config"]["slot.name"])
+    config["config"]["table.include.list"] += ",public.onboard_t,public.onboard_empty"
+    config["config"]["incremental.snapshot.chunk.size"] = "128"
+    path = tmp_path / "connector.json"
+    path.write_text(json.dumps(config))
+    monkeypatch.setenv("CORISYNC_CONNECTOR_CONFIG", str(path))
+    environment.settings.cache_clear()  # the command reads the config through settings()
+    s = stack.model_copy(update={"connector_config": path})
+    local_stack.stop_debezium(stack)
+    local_stack.start_debezium(s)
+    try:
+        yield s, Pipeline(s, tmp_path / "warehouse.duckdb")
+    finally:
+        monkeypatch.delenv("CORISYNC_CONNECTOR_CONFIG")
+        environment.settings.cache_clear()
+        local_stack.stop_debezium(s)
+        local_stack.start_debezium(stack)
+        with pg_connect(stack) as pg:
+            pg.execute("DROP TABLE IF EXISTS onboard_t, onboard_empty")
+
+
+def test_a_table_added_with_rows_lands_whole_and_a_resnapshot_drops_lost_deletes(onboarded, monkeypatch):
+    s, pipe = onboarded
+    with pg_connect(s) as pg:
+        # onboarding: every existing row arrives as an incremental snapshot read, then changes follow
+        pg.execute("UPDATE onboard_t SET name = 'changed' WHERE id IN (5, 250)")
+        pg.execute("INSERT INTO onboard_t VALUES (1000, 'new', 1)")
+        _land_until(pipe, lambda: _rows(pipe, "onboard_t") == _pg(pg, "onboard_t"))
+        events = read(s, pipe.topic("onboard_t"))
+        reads = {e.after["id"] for e in events if e.op == "r"}
+        assert reads >= set(range(1, ROWS + 1)) - {5, 250}, "existing rows must come from the snapshot"
+        assert {e.value["payload"]["source"]["snapshot"] for e in events if e.op == "r"} == {"incremental"}
+        assert_equal_to_postgres(pg, pipe.warehouse, "onboard_t")
+
+        # rows whose delete events were lost (e.g. the local broker restarted before they landed): a re-read
+        # on request removes them, in the empty table too, while changes keep streaming
+        pg.execute("INSERT INTO onboard_empty VALUES (1, 'x')")
+        _land_until(pipe, lambda: _rows(pipe, "onboard_empty") == [(1, "x")])
+        pg.execute("DELETE FROM onboard_empty")
+        with pipe.warehouse.connect() as con:  # a lost delete: the warehouse still holds rows Postgres has not
+            con.execute("INSERT INTO raw_cdc.onboard_t (id, name, amount, _cdc_op, _cdc_lsn) "
+                        "VALUES (-1, 'ghost', 0, 'c', 1), (-2, 'ghost', 0, 'r', 2)")
+        _land_until(pipe, lambda: _rows(pipe, "onboard_empty") == [])
+        with pipe.warehouse.connect() as con:
+            con.execute("INSERT INTO raw_cdc.onboard_empty (id, note, _cdc_op, _cdc_lsn) VALUES (7, 'ghost', 'c', 3)")
+        assert cli.run(["resnapshot", "public.onboard_t"]) == 0
+        assert cli.run(["resnapshot", "public.onboard_empty"]) == 0
+        pg.execute("UPDATE onboard_t SET amount = amount + 1 WHERE id % 50 = 0")
+        pg.execute("DELETE FROM onboard_t WHERE id = 7")
+        _land_until(pipe, lambda: _rows(pipe, "onboard_t") == _pg(pg, "onboard_t")
+                    and _rows(pipe, "onboard_empty") == [])
+        assert_equal_to_postgres(pg, pipe.warehouse, "onboard_t")
+        with pipe.warehouse.connect(read_only=True) as con:
+            dupes = con.execute("SELECT count(*) - count(DISTINCT id) FROM raw_cdc.onboard_t").fetchone()[0]
+        assert dupes == 0
+
+
+def test_resnapshot_refuses_a_table_that_is_not_captured(stack, capsys):
+    with pytest.raises(Exception, match="not captured"):
+        cli.run(["resnapshot", "public.no_such_table"])
