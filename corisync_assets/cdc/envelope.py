@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OPS = {"r", "c", "u", "d", "t"}
 RESERVED_PREFIX = "_cdc_"
+#: how Debezium's PostgreSQL connector sends Postgres' +/-infinity: dates as epoch days (Postgres' INT_MAX/
+#: INT_MIN shifted to 1970 in 32 bits, so they wrap), timestamps as PgJDBC's infinity constants (whatever the
+#: precision mode), timestamptz as the text 'infinity'/'-infinity'. Warehouses map them back
+#: (DuckDB: infinity; BigQuery, which has none: the ends of its ranges).
+DATE_INFINITY = {"infinity": -2147472692, "-infinity": -2147472691}
+TIMESTAMP_INFINITY = {"infinity": 9223372036825200000, "-infinity": -9223372036832400000}
 #: snapshot marker values that close a table's snapshot (Debezium 2.x/3.x)
 SNAPSHOT_END = {"last", "last_in_data_collection"}
 
@@ -109,6 +115,8 @@ def _typed_column(f: dict[str, Any]) -> Column:
         return Column(name, "date", source_type=source_type)
     if semantic == "io.debezium.data.Json":
         return Column(name, "json", source_type=source_type)
+    if source_type == "MONEY":  # Debezium's text of it has money.fraction.digits (default 2) decimals
+        return Column(name, "decimal", 19, 2, source_type)
     if source_type in ("NUMERIC", "DECIMAL") or semantic in (
         "org.apache.kafka.connect.data.Decimal",
         "io.debezium.data.VariableScaleDecimal",

@@ -529,3 +529,63 @@ def test_lake_partitions_swap_in_as_on_duckdb(bq_warehouse: BigQueryWarehouse, t
     assert bq_warehouse.replace_partitions({WEB_EVENTS: files(lake, WEB_EVENTS, [D1, D2, D3])}) == {
         "web_events": 5}
     assert got() == EXPECTED_SECOND
+
+
+def test_a_finished_resnapshot_drops_rows_older_than_its_request_as_on_duckdb(bq_warehouse, tmp_path) -> None:
+    """A re-read's end marker (``ChangeBatch.snapshot_ends``: the request's WAL position) removes current-state
+    rows whose last event is older (their deletes were lost); re-read rows (incremental reads: a higher LSN)
+    and later changes stay; the changelog keeps everything. Same batches into DuckDB for the reference."""
+    from tests.cdc.test_column_types import ID, _events
+
+    n = {"type": "int32", "optional": True, "field": "n"}
+    duck = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
+    feeds = {bq_warehouse: Feed("resnap", "tc4a.public.resnap"), duck: Feed("resnap", "tc4a.public.resnap")}
+    before = [{"id": i, "n": i} for i in (1, 2, 3, 4)]  # 3 and 4 get deleted while the deletes are lost
+    reread = [{"id": 1, "n": 1}, {"id": 2, "n": 20}]  # the re-read, after the request at LSN 50
+    for wh, feed in feeds.items():
+        wh.land(feed.batch(_events([ID, n], before, 10)))
+        end = feed.batch(_events([ID, n], reread, 60))
+        end.snapshot_ends.append(50)
+        wh.land(end)
+        empty = feed.batch([])  # a marker may also come alone (an empty table, or nothing new)
+        empty.snapshot_ends.append(50)
+        wh.land(empty)
+        wh.fold(force=True)
+    got = [(r["id"], r["n"]) for r in rows(bq_warehouse, "resnap", "id")]
+    assert got == [(1, 1), (2, 20)] == [(r["id"], r["n"]) for r in duck_rows(duck, "resnap", "id")]
+    assert bq_warehouse.row_count("resnap__changelog") == len(before) + len(reread) == duck.row_count(
+        "resnap__changelog")
+
+
+def test_infinities_nan_and_money(bq_warehouse: BigQueryWarehouse) -> None:
+    """Postgres' +/-infinity (dates and timestamps as Debezium encodes them: wrapped epoch days, PgJDBC's
+    constants, the text 'infinity') land as the ends of BigQuery's ranges (GoogleSQL has no infinity; DuckDB
+    keeps infinity, tests/cdc/test_raw_cdc_e2e.py); unconstrained numeric NaN as Postgres' text 'NaN'; money as
+    NUMERIC(19, 2). Wire values as the real connector sent them in that test."""
+    from datetime import date
+    from decimal import Decimal
+
+    from tests.cdc.test_column_types import ID, _events
+
+    fields = [
+        ID,
+        {"type": "int32", "optional": True, "name": "io.debezium.time.Date", "version": 1, "field": "d"},
+        {"type": "int64", "optional": True, "name": "io.debezium.time.MicroTimestamp", "version": 1, "field": "ts"},
+        {"type": "string", "optional": True, "name": "io.debezium.time.ZonedTimestamp", "version": 1, "field": "tz"},
+        {"type": "string", "optional": True, "field": "nu",
+         "parameters": {"__debezium.source.column.type": "NUMERIC", "__debezium.source.column.length": "131089"}},
+        {"type": "string", "optional": True, "field": "m", "parameters": {"__debezium.source.column.type": "MONEY"}},
+    ]
+    wire = [{"id": 1, "d": -2147472692, "ts": 9223372036825200000, "tz": "infinity", "nu": "NAN", "m": "12.34"},
+            {"id": 2, "d": -2147472691, "ts": -9223372036832400000, "tz": "-infinity", "nu": "1.5", "m": "-1.50"},
+            {"id": 3, "d": -719162, "ts": 0, "tz": "2024-03-31T01:30:00.000000Z", "nu": None, "m": None}]
+    bq_warehouse.land(Feed("infinities", "tc4a.public.infinities").batch(_events(fields, wire, 10)))
+    bq_warehouse.fold(force=True)
+    got = [(r["d"], r["ts"], r["tz"], r["nu"], r["m"]) for r in rows(bq_warehouse, "infinities", "id")]
+    utc = datetime.fromisoformat("2024-03-31T01:30:00+00:00")
+    assert got == [
+        (date(9999, 12, 31), datetime(9999, 12, 31, 23, 59, 59, 999999),
+         datetime.fromisoformat("9999-12-31T23:59:59.999999+00:00"), "NaN", Decimal("12.34")),
+        (date(1, 1, 1), datetime(1, 1, 1), datetime.fromisoformat("0001-01-01T00:00:00+00:00"), "1.5",
+         Decimal("-1.50")),
+        (date(1, 1, 1), datetime(1970, 1, 1), utc, None, None)]

@@ -20,6 +20,7 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 from dagster import AssetKey, DagsterRun, DagsterRunStatus, build_sensor_context
 
+from corisync_assets.cdc.resnapshot import resnapshot
 from corisync_assets.cdc.sensors import build_lag_sensor
 from corisync_assets.local import broker
 from corisync_assets.local import stack as local_stack
@@ -285,7 +286,28 @@ def test_broker_restart_converges_and_offsets_are_not_identity(pipe, pg, stack):
 TYPE_SAMPLES_DDL = """
 CREATE TABLE IF NOT EXISTS type_samples (
   id bigint PRIMARY KEY, t time, ttz timetz, labels text[], counts integer[], ref uuid, doc xml, addr inet,
-  span interval, small integer)"""
+  span interval, small integer, m money, r int4range, h hstore, f float8, f4 real, nu numeric, d date,
+  ts timestamp, tz timestamptz, b bytea, ch char(3), dropped text, renamed text)"""
+#: id -> (m, r, h, f, f4, nu, d, ts, tz, b, ch, dropped, renamed): money, ranges, hstore, NaN/+-Infinity/-0,
+#: unconstrained numeric NaN, +-infinity dates and timestamps, year 1, a DST night, bytea, padded char
+MORE_TYPES = {
+    1: ("12.34", "[1,5)", 'a=>1, "b c"=>NULL', "NaN", "-Infinity", "NaN", "infinity", "infinity", "infinity",
+        b"\x00\xff", "ab", "d1", "r1"),
+    2: ("-1.50", "empty", "", "-0", "Infinity", "123.456", "0001-01-01", "2024-03-31 02:30:00",
+        "2024-03-31 01:30:00+00", b"", "abc", None, "r2"),
+    3: (None, None, None, None, None, None, "-infinity", "-infinity", "-infinity", None, None, "d3", None),
+}
+MORE_COLUMNS = ("m", "r", "h", "f", "f4", "nu", "d", "ts", "tz", "b", "ch", "dropped", "renamed")
+
+
+def _same_float(a, b) -> bool:
+    import math
+
+    if a is None or b is None:
+        return a is b
+    return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+
+
 TYPE_SAMPLES_ROWS = [
     (1, "12:34:56.123456", "14:30:00.5+02", ["a", "b,c", None, 'q"t', "{x}", "ñ"], [1, None, 3],
      "0b6f6c2e-8f0e-4d7a-9a43-0d2f1e3c4b5a", "<a x=\"1\">t</a>", "10.1.2.3/8", "1 hour 2 minutes 3.5 seconds"),
@@ -298,6 +320,8 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
     """Times, arrays, uuid/xml/inet and an interval (no mapping: its exact wire text, with a warning) through
     Postgres -> the real Debezium connector -> landing; expected values from Postgres itself. The table is added
     to a copy of the connector config and the runner restarted with it (restored afterwards)."""
+    pg.execute("CREATE EXTENSION IF NOT EXISTS hstore")  # a trusted extension: the database owner may
+    pg.execute("DROP TABLE IF EXISTS type_samples")
     pg.execute(TYPE_SAMPLES_DDL)
     config = json.loads(stack.connector_config.read_text())
     config["config"]["table.include.list"] += ",public.type_samples"
@@ -312,10 +336,13 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
         with pg.cursor() as cur:
             cur.executemany("INSERT INTO type_samples VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 7)",
                             TYPE_SAMPLES_ROWS)
+            cur.executemany(f"UPDATE type_samples SET ({', '.join(MORE_COLUMNS)}) = "
+                            f"({', '.join(['%s'] * len(MORE_COLUMNS))}) WHERE id = %s",
+                            [(*values, i) for i, values in MORE_TYPES.items()])
         deadline, metadata = time.monotonic() + 90, {}
         while time.monotonic() < deadline:
             metadata = {**metadata, **{k: v for k, v in pipe.materialize().items() if v["events_landed"]}}
-            if changelog_len(pipe, "type_samples") >= len(TYPE_SAMPLES_ROWS):
+            if changelog_len(pipe, "type_samples") >= len(TYPE_SAMPLES_ROWS) + len(MORE_TYPES):
                 break
             time.sleep(1)
         want = pg.execute(
@@ -336,19 +363,58 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
             assert [json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(g)] == \
                    [json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(w)], g[0]
         assert set(metadata["type_samples"]["type_warnings"]) == {"span"}
+        more = ("m::numeric::text, r::text, hstore_to_json(h)::text, f, f4, nu::text, d::text, ts::text, "
+                "CASE WHEN isfinite(tz) THEN to_char(tz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') "
+                "ELSE tz::text END, encode(b, 'hex'), ch")
+        want = pg.execute(f"SELECT id, {more} FROM type_samples ORDER BY id").fetchall()
+        with pipe.warehouse.connect(read_only=True) as con:
+            got = con.execute(
+                "SELECT id, CAST(m AS VARCHAR), r, CAST(h AS VARCHAR), f, f4, nu, CAST(d AS VARCHAR), "
+                "CAST(ts AS VARCHAR), CASE WHEN isfinite(tz) THEN strftime(timezone('UTC', tz), '%Y-%m-%d %H:%M:%S') "
+                "ELSE CAST(tz AS VARCHAR) END, lower(hex(b)), ch FROM raw_cdc.type_samples ORDER BY id").fetchall()
+            types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                     "WHERE table_name = 'type_samples'").fetchall())
+        assert (types["m"], types["f"], types["f4"], types["d"], types["b"]) == (
+            "DECIMAL(19,2)", "DOUBLE", "FLOAT", "DATE", "BLOB")
+        for g, w in zip(got, want, strict=True):
+            assert _same_float(g[4], w[4]) and _same_float(g[5], w[5]), (g, w)
+            h = (json.loads(g[3]) if g[3] is not None else None, json.loads(w[3]) if w[3] is not None else None)
+            assert h[0] == h[1], (g, w)
+            assert [v for i, v in enumerate(g) if i not in (3, 4, 5)] == [
+                v for i, v in enumerate(w) if i not in (3, 4, 5)], (g, w)
 
         # schema changes under the same stream: a column added with a default (existing rows read it in
         # Postgres), a widened type; then rows that use both
+        # a new NOT NULL column with a default, a widened type, a dropped and a renamed column (drop + add: the
+        # warehouse keeps the old column, with its values up to the change, as it keeps a dropped one)
         pg.execute("ALTER TABLE type_samples ADD COLUMN late_col text NOT NULL DEFAULT 'it''s late'")
         pg.execute("ALTER TABLE type_samples ALTER COLUMN small TYPE bigint")
-        pg.execute("INSERT INTO type_samples (id, small, late_col) VALUES (4, 5000000000, 'x'), (5, NULL, DEFAULT)")
+        pg.execute("ALTER TABLE type_samples DROP COLUMN dropped")
+        pg.execute("ALTER TABLE type_samples RENAME COLUMN renamed TO renamed_to")
+        pg.execute("INSERT INTO type_samples (id, small, late_col, renamed_to) VALUES (4, 5000000000, 'x', 'n4'), "
+                   "(5, NULL, DEFAULT, NULL)")
+        pg.execute("UPDATE type_samples SET renamed_to = 'n1' WHERE id = 1")
         deadline = time.monotonic() + 90
-        while changelog_len(pipe, "type_samples") < len(TYPE_SAMPLES_ROWS) + 2 and time.monotonic() < deadline:
+        while changelog_len(pipe, "type_samples") < len(TYPE_SAMPLES_ROWS) + len(MORE_TYPES) + 3 \
+                and time.monotonic() < deadline:
             pipe.materialize()
             time.sleep(1)
-        want = pg.execute("SELECT id, small, late_col FROM type_samples ORDER BY id").fetchall()
+        want = pg.execute("SELECT id, small, late_col, renamed_to FROM type_samples ORDER BY id").fetchall()
         with pipe.warehouse.connect(read_only=True) as con:
-            got = con.execute("SELECT id, small, late_col FROM raw_cdc.type_samples ORDER BY id").fetchall()
+            got = con.execute("SELECT id, small, late_col, renamed_to FROM raw_cdc.type_samples ORDER BY id").fetchall()
+            kept = con.execute("SELECT id, dropped, renamed FROM raw_cdc.type_samples ORDER BY id").fetchall()
+        # drop + add: a renamed column holds values from the rename on (rows changed since); a re-read fills it
+        assert [r[:3] for r in got] == [r[:3] for r in want]
+        assert [r[3] for r in got] == ["n1", None, None, "n4", None] != [r[3] for r in want]
+        # rows changed after the change read NULL in the old columns; the others keep their last values
+        assert kept == [(1, None, None), (2, None, "r2"), (3, "d3", None), (4, None, None), (5, None, None)]
+        resnapshot(stack, pipe.connector, "public.type_samples")
+        deadline = time.monotonic() + 90
+        while got != want and time.monotonic() < deadline:
+            pipe.materialize()
+            with pipe.warehouse.connect(read_only=True) as con:
+                got = con.execute("SELECT id, small, late_col, renamed_to FROM raw_cdc.type_samples "
+                                  "ORDER BY id").fetchall()
         assert got == want
     finally:
         monkeypatch.delenv("CORISYNC_CONNECTOR_CONFIG")

@@ -57,7 +57,15 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr
 
-from corisync_assets.cdc.envelope import SNAPSHOT_END, ChangeBatch, Column, TableSchema, check_identifier
+from corisync_assets.cdc.envelope import (
+    DATE_INFINITY,
+    SNAPSHOT_END,
+    TIMESTAMP_INFINITY,
+    ChangeBatch,
+    Column,
+    TableSchema,
+    check_identifier,
+)
 from corisync_assets.environment import ConfigError, Settings
 from corisync_assets.resources.warehouse.base import (
     DEAD_LETTER_SUMMARY_SQL,
@@ -133,6 +141,12 @@ def wire_ref(col: Column, doc: str, path: str) -> str:
 _TO_MICROS = {3: "CAST({ref} AS INT64) * 1000", 6: "CAST({ref} AS INT64)", 9: "DIV(CAST({ref} AS INT64), 1000)"}
 
 
+def _clamped(ref: str, sentinels: dict[str, object], high: str, low: str, otherwise: str) -> str:
+    """``otherwise``, except for the wire texts of +/-infinity (``sentinels``), which become ``high``/``low``."""
+    return (f"CASE {ref} WHEN '{sentinels['infinity']}' THEN {high} WHEN '{sentinels['-infinity']}' THEN {low} "
+            f"ELSE {otherwise} END")
+
+
 def sql_value(col: Column, ref: str) -> str:
     """Expression converting the wire value `ref` (see wire_ref) to the column's type."""
     t = col.logical_type
@@ -146,17 +160,25 @@ def sql_value(col: Column, ref: str) -> str:
         return f"CAST({ref} AS FLOAT64)"
     if t == "bool":
         return f"CAST({ref} AS BOOL)"
+    # GoogleSQL has no infinity: Postgres' +/-infinity land as the ends of BigQuery's ranges
     if t == "date":  # days since the epoch
-        return f"DATE_FROM_UNIX_DATE(CAST({ref} AS INT64))"
+        return _clamped(ref, DATE_INFINITY, "DATE '9999-12-31'", "DATE '0001-01-01'",
+                        f"DATE_FROM_UNIX_DATE(CAST({ref} AS INT64))")
     if t == "timestamp":  # naive timestamp as milli-, micro- or nanoseconds since the epoch (kept to micros)
-        return f"DATETIME(TIMESTAMP_MICROS({_TO_MICROS[col.scale].format(ref=ref)}), 'UTC')"
+        return _clamped(ref, TIMESTAMP_INFINITY, "DATETIME '9999-12-31 23:59:59.999999'",
+                        "DATETIME '0001-01-01 00:00:00'",
+                        f"DATETIME(TIMESTAMP_MICROS({_TO_MICROS[col.scale].format(ref=ref)}), 'UTC')")
     if t == "timestamptz":  # ISO-8601 text with zone
-        return f"CAST({ref} AS TIMESTAMP)"
+        return _clamped(ref, {"infinity": "infinity", "-infinity": "-infinity"},
+                        "TIMESTAMP '9999-12-31 23:59:59.999999+00'", "TIMESTAMP '0001-01-01 00:00:00+00'",
+                        f"CAST({ref} AS TIMESTAMP)")
     if t == "json":  # Debezium's io.debezium.data.Json: the JSON document as a string
         return f"PARSE_JSON({ref})"
     if t == "bytes":
         return f"FROM_BASE64({ref})"
     target = bq_type(col)
+    if t == "decimal" and target == "STRING":  # Debezium writes numeric NaN as NAN; Postgres as NaN
+        return f"REPLACE({ref}, 'NAN', 'NaN')"
     return ref if target == "STRING" else f"CAST({ref} AS {target})"
 
 

@@ -16,7 +16,14 @@ from typing import Any
 import filelock
 from pydantic import PrivateAttr
 
-from corisync_assets.cdc.envelope import SNAPSHOT_END, ChangeBatch, Column, check_identifier
+from corisync_assets.cdc.envelope import (
+    DATE_INFINITY,
+    SNAPSHOT_END,
+    TIMESTAMP_INFINITY,
+    ChangeBatch,
+    Column,
+    check_identifier,
+)
 from corisync_assets.resources.warehouse.base import (
     DEAD_LETTER_SUMMARY_SQL,
     DEAD_LETTERS,
@@ -66,9 +73,10 @@ def sql_value(col: Column, ref: str) -> str:
     """Expression converting the wire value in `ref` to the column's SQL type."""
     t = col.logical_type
     if t == "date":
-        return f"CAST(DATE '1970-01-01' + CAST({ref} AS INTEGER) AS DATE)"
+        return _infinities(ref, DATE_INFINITY, "DATE", f"CAST(DATE '1970-01-01' + CAST({ref} AS INTEGER) AS DATE)")
     if t == "timestamp":
-        return {3: f"epoch_ms({ref})", 6: f"make_timestamp({ref})", 9: f"make_timestamp_ns({ref})"}[col.scale]
+        return _infinities(ref, TIMESTAMP_INFINITY, sql_type(col), {
+            3: f"epoch_ms({ref})", 6: f"make_timestamp({ref})", 9: f"make_timestamp_ns({ref})"}[col.scale])
     if t == "time":  # units since midnight; Postgres' 24:00:00 is a valid TIME in DuckDB too
         micros = _TO_MICROS[col.scale].format(ref=ref)
         return (f"CASE WHEN {micros} = 86400000000 THEN TIME '24:00:00' "
@@ -77,7 +85,14 @@ def sql_value(col: Column, ref: str) -> str:
         return f"from_base64({ref})"
     if t == "text":  # a JSON string's own text; any other JSON value's text
         return f"CASE WHEN json_type({ref}) = 'VARCHAR' THEN {ref} ->> '$' ELSE CAST({ref} AS VARCHAR) END"
+    if t == "decimal" and sql_type(col) == "VARCHAR":  # Debezium writes numeric NaN as NAN; Postgres as NaN
+        return f"replace({ref}, 'NAN', 'NaN')"
     return f"CAST({ref} AS {sql_type(col)})"
+
+
+def _infinities(ref: str, sentinels: dict[str, int], sql: str, otherwise: str) -> str:
+    cases = " ".join(f"WHEN {n} THEN CAST('{name}' AS {sql})" for name, n in sentinels.items())
+    return f"CASE {ref} {cases} ELSE {otherwise} END"
 
 
 def default_value(col: Column) -> str:
