@@ -53,11 +53,11 @@ def _rows(pipe: Pipeline, table: str) -> list[tuple] | None:
                            "AND table_name = ?", [table]).fetchone()[0]:
             return None
         return con.execute(f"SELECT * EXCLUDE (_cdc_op, _cdc_lsn, _cdc_ts_ms, _cdc_landed_at) FROM raw_cdc.{table} "
-                           "ORDER BY 1").fetchall()
+                           "ORDER BY 1, 2").fetchall()
 
 
 def _pg(pg, table: str) -> list[tuple]:
-    return pg.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+    return pg.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
 
 
 @pytest.fixture
@@ -66,9 +66,12 @@ def onboarded(stack, tmp_path, monkeypatch):
     then added to the connector config: one with ROWS rows, one empty."""
     with pg_connect(stack) as pg:
         pg.execute("DROP TABLE IF EXISTS onboard_t, onboard_empty")
-        pg.execute("CREATE TABLE onboard_t (id int PRIMARY KEY, name text NOT NULL, amount numeric(10,2))")
+        # a composite key with quotes, commas and non-ASCII text: the snapshot's chunks are key ranges over it
+        pg.execute("CREATE TABLE onboard_t (region text, id int, name text NOT NULL, amount numeric(10,2), "
+                   "PRIMARY KEY (region, id))")
         pg.execute("CREATE TABLE onboard_empty (id int PRIMARY KEY, note text)")
-        pg.execute(f"INSERT INTO onboard_t SELECT g, 'row ' || g, g * 1.25 FROM generate_series(1, {ROWS}) g")
+        pg.execute(f"INSERT INTO onboard_t SELECT (ARRAY['O''Brien \"q\"', 'ñandú', 'a,b'])[g % 3 + 1], g, "
+                   f"'row ' || g, g * 1.25 FROM generate_series(1, {ROWS}) g")
         config = json.loads(stack.connector_config.read_text())
         _slot_caught_up(pg, config["config"]["slot.name"])
     config["config"]["table.include.list"] += ",public.onboard_t,public.onboard_empty"
@@ -96,7 +99,7 @@ def test_a_table_added_with_rows_lands_whole_and_a_resnapshot_drops_lost_deletes
     with pg_connect(s) as pg:
         # onboarding: every existing row arrives as an incremental snapshot read, then changes follow
         pg.execute("UPDATE onboard_t SET name = 'changed' WHERE id IN (5, 250)")
-        pg.execute("INSERT INTO onboard_t VALUES (1000, 'new', 1)")
+        pg.execute("INSERT INTO onboard_t VALUES ('ñandú', 1000, 'new', 1)")
         _land_until(pipe, lambda: _rows(pipe, "onboard_t") == _pg(pg, "onboard_t"))
         events = read(s, pipe.topic("onboard_t"))
         reads = {e.after["id"] for e in events if e.op == "r"}
@@ -110,8 +113,8 @@ def test_a_table_added_with_rows_lands_whole_and_a_resnapshot_drops_lost_deletes
         _land_until(pipe, lambda: _rows(pipe, "onboard_empty") == [(1, "x")])
         pg.execute("DELETE FROM onboard_empty")
         with pipe.warehouse.connect() as con:  # a lost delete: the warehouse still holds rows Postgres has not
-            con.execute("INSERT INTO raw_cdc.onboard_t (id, name, amount, _cdc_op, _cdc_lsn) "
-                        "VALUES (-1, 'ghost', 0, 'c', 1), (-2, 'ghost', 0, 'r', 2)")
+            con.execute("INSERT INTO raw_cdc.onboard_t (region, id, name, amount, _cdc_op, _cdc_lsn) "
+                        "VALUES ('ñandú', -1, 'ghost', 0, 'c', 1), ('a,b', -2, 'ghost', 0, 'r', 2)")
         _land_until(pipe, lambda: _rows(pipe, "onboard_empty") == [])
         with pipe.warehouse.connect() as con:
             con.execute("INSERT INTO raw_cdc.onboard_empty (id, note, _cdc_op, _cdc_lsn) VALUES (7, 'ghost', 'c', 3)")
@@ -123,7 +126,7 @@ def test_a_table_added_with_rows_lands_whole_and_a_resnapshot_drops_lost_deletes
                     and _rows(pipe, "onboard_empty") == [])
         assert_equal_to_postgres(pg, pipe.warehouse, "onboard_t")
         with pipe.warehouse.connect(read_only=True) as con:
-            dupes = con.execute("SELECT count(*) - count(DISTINCT id) FROM raw_cdc.onboard_t").fetchone()[0]
+            dupes = con.execute("SELECT count(*) - count(DISTINCT (region, id)) FROM raw_cdc.onboard_t").fetchone()[0]
         assert dupes == 0
 
 
