@@ -21,8 +21,11 @@ request, so a restart re-reads a consistent state: the END events of not-yet-lan
 their data events, never one without the other.
 
 Liveness: a data event whose END never comes, or an END whose events never come (both only when something
-consumed part of the stream outside the cut), would block the feed; after ``max_hold_s`` they are released
-anyway and counted in ``forced``, which every materialization reports.
+consumed part of the stream outside the cut), would block the feed; after ``max_hold_s`` *with the reader
+caught up* (``caught_up``: every data partition read to its end, so nothing missing can still arrive) they
+are released anyway and counted in ``forced``, which every materialization reports. A big transaction
+whose events take longer than ``max_hold_s`` to read (100,000 changes of a wide table from the local broker
+take over a minute) therefore still lands whole.
 """
 
 from __future__ import annotations
@@ -132,6 +135,8 @@ class TransactionCut:
         self.collections = collections
         self.tx_topic = tx_topic
         self.max_hold_s = max_hold_s
+        #: set by the reader: every data partition read to its end (see the module's Liveness note)
+        self.caught_up = True
         self.ready: dict[tuple[str, int], list[Entry]] = {}
         self.pending: dict[tuple[str, int], deque[Entry]] = {}
         self.next_offset: dict[tuple[str, int], int] = {}  # one past the last message buffered
@@ -211,7 +216,7 @@ class TransactionCut:
         for end in self.ends:
             if all(self.received[(end.id, coll)] >= n for coll, n in end.counts.items() if coll in wanted):
                 done.append(end)
-            elif now - end.seen >= self.max_hold_s:
+            elif now - end.seen >= self.max_hold_s and self.caught_up:
                 done.append(end)
                 stale += 1
             else:
@@ -241,7 +246,8 @@ class TransactionCut:
                     tx = head[3]
                     if tx is not None and tx not in landed:
                         # no END yet: wait, unless it has waited too long while later transactions completed
-                        if tx in open_ids or now - head[4] < self.max_hold_s or not complete:
+                        if tx in open_ids or now - head[4] < self.max_hold_s or not complete \
+                                or not self.caught_up:
                             break
                         out.forced += 1
                     queue.popleft()

@@ -188,6 +188,7 @@ class ChangeFeed:
                 messages = self._take_notifications(messages)
             n = self._buffer(messages, on_message)
             del messages
+            self.cut.caught_up = all(tp in self.at_end for tp in self.assigned if tp[0] in self.routes)
             self._decode(self.cut.take_ready())  # while the bytes are fresh; they leave with the next take()
             return n
 
@@ -264,6 +265,7 @@ class ChangeFeed:
                 continue
             p, t = m.partition(), m.topic()
             if p != partition or t != topic:
+                self.at_end.discard((t, p))  # more came after its end
                 if run:
                     add_run(topic, partition, run)
                     read[(topic, partition)] = run[-1][0] + 1

@@ -1,4 +1,5 @@
-"""Onboarding a table that already holds rows, and re-reading one on request, on the real stack.
+"""Tables added to the connector config, on the real stack: onboarding a table that already holds rows,
+re-reading one on request, and one source transaction of 100,000 changes on a narrow added table.
 
 Postgres -> the real Debezium runner (incremental snapshots through the signalling table) -> tansu -> raw CDC
 assets run through Dagster -> DuckDB. Expected values come from Postgres itself (``assert_equal_to_postgres``)
@@ -14,6 +15,7 @@ import time
 import pytest
 
 from corisync_assets import environment
+from corisync_assets.cdc.landing import land_changes
 from corisync_assets.local import cli
 from corisync_assets.local import stack as local_stack
 from tests.local.cdc_helpers import read
@@ -60,12 +62,15 @@ def _pg(pg, table: str) -> list[tuple]:
     return pg.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
 
 
-@pytest.fixture
-def onboarded(stack, tmp_path, monkeypatch):
-    """Two tables created and filled while the runner streams without them (it confirms the WAL past them),
-    then added to the connector config: one with ROWS rows, one empty."""
+@pytest.fixture(scope="module")
+def onboarded(stack, tmp_path_factory):
+    """Tables created and filled while the runner streams without them (it confirms the WAL past them), then
+    added to the connector config: one with ROWS rows, one empty, one narrow (big_tx, for a big transaction)."""
+    tmp_path = tmp_path_factory.mktemp("added")
+    monkeypatch = pytest.MonkeyPatch()
     with pg_connect(stack) as pg:
-        pg.execute("DROP TABLE IF EXISTS onboard_t, onboard_empty")
+        pg.execute("DROP TABLE IF EXISTS onboard_t, onboard_empty, big_tx")
+        pg.execute("CREATE TABLE big_tx (id int PRIMARY KEY, v int)")
         # a composite key with quotes, commas and non-ASCII text: the snapshot's chunks are key ranges over it
         pg.execute("CREATE TABLE onboard_t (region text, id int, name text NOT NULL, amount numeric(10,2), "
                    "PRIMARY KEY (region, id))")
@@ -74,7 +79,7 @@ def onboarded(stack, tmp_path, monkeypatch):
                    f"'row ' || g, g * 1.25 FROM generate_series(1, {ROWS}) g")
         config = json.loads(stack.connector_config.read_text())
         _slot_caught_up(pg, config["config"]["slot.name"])
-    config["config"]["table.include.list"] += ",public.onboard_t,public.onboard_empty"
+    config["config"]["table.include.list"] += ",public.onboard_t,public.onboard_empty,public.big_tx"
     config["config"]["incremental.snapshot.chunk.size"] = "128"
     path = tmp_path / "connector.json"
     path.write_text(json.dumps(config))
@@ -86,15 +91,15 @@ def onboarded(stack, tmp_path, monkeypatch):
     try:
         yield s, Pipeline(s, tmp_path / "warehouse.duckdb")
     finally:
-        monkeypatch.delenv("CORISYNC_CONNECTOR_CONFIG")
+        monkeypatch.undo()
         environment.settings.cache_clear()
         local_stack.stop_debezium(s)
         local_stack.start_debezium(stack)
         with pg_connect(stack) as pg:
-            pg.execute("DROP TABLE IF EXISTS onboard_t, onboard_empty")
+            pg.execute("DROP TABLE IF EXISTS onboard_t, onboard_empty, big_tx")
 
 
-def test_a_table_added_with_rows_lands_whole_and_a_resnapshot_drops_lost_deletes(onboarded, monkeypatch):
+def test_a_table_added_with_rows_lands_whole_and_a_resnapshot_drops_lost_deletes(onboarded):
     s, pipe = onboarded
     with pg_connect(s) as pg:
         # onboarding: every existing row arrives as an incremental snapshot read, then changes follow
@@ -130,6 +135,31 @@ def test_a_table_added_with_rows_lands_whole_and_a_resnapshot_drops_lost_deletes
         assert dupes == 0
 
 
-def test_resnapshot_refuses_a_table_that_is_not_captured(stack, capsys):
+def test_a_backlog_of_several_cycles_and_one_transaction_of_100k_changes(onboarded):
+    """Ten transactions of 1,000 changes, then ONE of 100,000, landed by a run whose cycles take 5,000 events:
+    the small ones land over several cycles, the big one whole in one (reading it takes longer than the cut's
+    30 s hold, which must not split it), nothing forced, and the table equals Postgres."""
+    s, pipe = onboarded
+    with pg_connect(s) as pg:
+        for i in range(10):
+            pg.execute("INSERT INTO big_tx SELECT g, 0 FROM generate_series(%s::int, %s::int) g",
+                       (i * 1000 + 1, i * 1000 + 1000))
+        with pg.transaction():
+            pg.execute("INSERT INTO big_tx SELECT g, g % 7 FROM generate_series(100001, 200000) g")
+        topic = pipe.topic("big_tx")
+        deadline = time.monotonic() + 300
+        while sum(i.high_watermark for i in pipe.kafka.lag([topic]).values()) < 110_000:
+            assert time.monotonic() < deadline, "Debezium did not deliver the 110,000 changes in time"
+            time.sleep(1)
+        connector = pipe.connector
+        report = land_changes(pipe.kafka, pipe.warehouse, {topic: "big_tx"}, tx_topic=connector.transaction_topic,
+                              collections=connector.collections, batch_size=5_000)
+        t = report.tables["big_tx"]
+        assert (t.new_events, report.forced, report.held) == (110_000, 0, 0)
+        assert t.batches >= 3
+        assert _rows(pipe, "big_tx") == _pg(pg, "big_tx")
+
+
+def test_resnapshot_refuses_a_table_that_is_not_captured(stack):
     with pytest.raises(Exception, match="not captured"):
         cli.run(["resnapshot", "public.no_such_table"])
