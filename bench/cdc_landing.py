@@ -4,11 +4,12 @@ Puts N Debezium change events (default 200,000; JsonConverter with schemas, as t
 on a fresh single-partition topic, then measures
   (a) raw consume: confluent-kafka reading the topic start to end, doing nothing else, and
   (b) landing: the raw CDC asset's code path (consume -> decode -> DuckDB transaction -> commit)
-and prints both rates and their ratio. ``--rounds`` (default 3) repeats the pair back to back on the same topic
-(each round a new consumer group and a new DuckDB file) and prints each round and the median ratio: one
-round of 4-7 s swings by +-0.06 on this machine. Without --bootstrap it starts a private tansu broker on a free
-loopback port. Events are produced in large batches with a final single-record batch, so tansu's high
-watermark (last batch's base offset + 1) is exact for this topic.
+and prints both rates and their ratio. ``--wide`` uses a 40-column table of mixed types (ints, numerics,
+floats, texts, booleans, timestamps, dates, jsonb, arrays, uuids) instead of ``courses``. ``--rounds``
+(default 3) repeats the pair back to back on the same topic (each round a new consumer group and a new
+DuckDB file) and prints each round and the median ratio: one round of 4-7 s swings by +-0.06 on this machine.
+Without --bootstrap it starts a private tansu broker on a free loopback port. Events are produced in large
+batches with a final single-record batch, so tansu's high watermark (last batch's base offset + 1) is exact.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import pyarrow  # noqa: F401
 from corisync_assets.cdc.landing import land_table
 from corisync_assets.resources.kafka import KafkaResource
 from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
-from tests.support.debezium_events import change_stream
+from tests.support.debezium_events import change_stream, wide_stream
 
 
 def free_port() -> int:
@@ -68,10 +69,10 @@ def start_tansu() -> tuple[subprocess.Popen, str]:
     raise SystemExit("bench: tansu did not start")
 
 
-def produce(bootstrap: str, topic: str, n: int) -> int:
+def produce(bootstrap: str, topic: str, n: int, wide: bool = False) -> int:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
-    messages = list(change_stream(n))
+    messages = list(wide_stream(n) if wide else change_stream(n))
     bulk = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
                      "batch.size": 8_000_000, "queue.buffering.max.messages": 1_000_000})
     for key, value in messages[:-1]:
@@ -116,15 +117,17 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=200_000, help="change events to put on the topic")
     parser.add_argument("--bootstrap", help="use this broker instead of a private tansu")
     parser.add_argument("--rounds", type=int, default=3, help="raw consume + landing pairs (default 3)")
+    parser.add_argument("--wide", action="store_true", help="a 40-column table of mixed types (target ratio 0.45)")
     args = parser.parse_args()
     broker = None
     bootstrap = args.bootstrap
     if not bootstrap:
         broker, bootstrap = start_tansu()
     try:
-        topic = f"bench.public.courses_{uuid.uuid4().hex[:8]}"
+        table = "wide" if args.wide else "courses"
+        topic = f"bench.public.{table}_{uuid.uuid4().hex[:8]}"
         t0 = time.perf_counter()
-        total = produce(bootstrap, topic, args.n)
+        total = produce(bootstrap, topic, args.n, args.wide)
         print(f"produced {total} messages ({args.n} change events + tombstones) in {time.perf_counter() - t0:.1f}s")
         print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")
         ratios = []
@@ -134,9 +137,9 @@ def main() -> None:
                 wh = DuckDBWarehouse(path=os.path.join(tmp, "bench.duckdb"))
                 kafka = KafkaResource(bootstrap_servers=bootstrap, consumer_group=f"land-{uuid.uuid4().hex}")
                 t0 = time.perf_counter()
-                report = land_table(kafka, wh, "courses", topic)
+                report = land_table(kafka, wh, table, topic)
                 land_s = time.perf_counter() - t0
-                rows = wh.row_count("courses__changelog")
+                rows = wh.row_count(f"{table}__changelog")
             assert raw_n == total == report.messages, (raw_n, total, report.messages)
             assert rows == args.n == report.new_events, (rows, report.new_events)
             raw_rate, land_rate = raw_n / raw_s, report.messages / land_s

@@ -149,3 +149,64 @@ def transaction_event(status: str, tx: str, counts: dict[str, int] | None = None
     return (orjson.dumps({"schema": {"type": "struct"}, "payload": {"id": tx}}),
             orjson.dumps({"schema": {"type": "struct", "name": "io.debezium.connector.common.TransactionMetadataValue"},
                           "payload": payload}))
+
+
+def _wide_fields() -> list[dict]:
+    """A 40-column table of mixed types (the landing benchmark's wide table): ints, numerics, floats, texts,
+    booleans, timestamps with and without zone, dates, jsonb, arrays and uuids."""
+    fields = [{"type": "int64", "optional": False, "field": "id", **_p("INT8", 19, 0)}]
+    spec = [("int16", None, "INT2", 1), ("int32", None, "INT4", 2), ("int64", None, "INT8", 3),
+            ("string", None, "NUMERIC", 4), ("float", None, "FLOAT4", 1), ("double", None, "FLOAT8", 1),
+            ("string", None, "TEXT", 8), ("boolean", None, "BOOL", 3),
+            ("string", "io.debezium.time.ZonedTimestamp", "TIMESTAMPTZ", 3),
+            ("int64", "io.debezium.time.MicroTimestamp", "TIMESTAMP", 3), ("int32", "io.debezium.time.Date", "DATE", 2),
+            ("string", "io.debezium.data.Json", "JSONB", 3), ("string", "io.debezium.data.Uuid", "UUID", 2)]
+    for ctype, semantic, pg_type, count in spec:
+        for i in range(count):
+            f = {"type": ctype, "optional": True, "field": f"{pg_type.lower()}_{i}",
+                 **_p(pg_type, 12 if pg_type == "NUMERIC" else None, 2 if pg_type == "NUMERIC" else None)}
+            if semantic:
+                f.update(name=semantic, version=1)
+            fields.append(f)
+    for i, item in enumerate(("string", "int32", "string")):
+        fields.append({"type": "array", "optional": True, "field": f"array_{i}",
+                       "items": {"type": item, "optional": True}, **_p("_TEXT" if item == "string" else "_INT4")})
+    return fields
+
+
+WIDE_FIELDS = _wide_fields()
+WIDE_VALUE_SCHEMA = value_schema("wide", WIDE_FIELDS)
+WIDE_KEY_SCHEMA = key_schema("wide", [WIDE_FIELDS[0]])
+
+
+def wide_row(row_id: int, version: int) -> dict:
+    v = row_id * 31 + version
+    row: dict = {"id": row_id}
+    for f in WIDE_FIELDS[1:]:
+        name, pg_type = f["field"], f["parameters"]["__debezium.source.column.type"]
+        row[name] = {
+            "INT2": v % 30000, "INT4": v, "INT8": v * 1_000_003, "NUMERIC": f"{v % 100000}.{v % 100:02d}",
+            "FLOAT4": v / 7, "FLOAT8": v / 3, "TEXT": f"text {name} {v} with some words, \"quotes\" and ñ",
+            "BOOL": v % 2 == 0, "TIMESTAMPTZ": f"2026-11-{v % 28 + 1:02d}T10:{v % 60:02d}:00.123456Z",
+            "TIMESTAMP": 1_764_000_000_000_000 + v * 1_000_000, "DATE": 20_000 + v % 3000,
+            "JSONB": orjson.dumps({"k": v, "tags": ["a", "b"], "nested": {"x": v % 10}}).decode(),
+            "UUID": f"00000000-0000-4000-8000-{v:012d}",
+            "_TEXT": ["a", None, f"b,{v}"], "_INT4": [v, None, 3],
+        }[pg_type]
+    return row
+
+
+def wide_stream(n: int, *, start_lsn: int = 5_000_000):
+    """n change events of the wide table over n // 4 rows (inserts first, then updates), as (key, value)."""
+    ids, lsn, version = max(n // 4, 1), start_lsn, {}
+    for i in range(n):
+        rid = i % ids + 1
+        lsn += 16
+        before = wide_row(rid, version[rid]) if rid in version else None
+        version[rid] = version.get(rid, -1) + 1
+        source = {"version": "3.6.3.Final", "connector": "postgresql", "name": PREFIX, "ts_ms": 1_764_000_000_000 + i,
+                  "snapshot": "false", "db": "tc4a", "schema": "public", "table": "wide", "txId": 900 + i, "lsn": lsn}
+        value = {"schema": WIDE_VALUE_SCHEMA, "payload": {
+            "before": before, "after": wide_row(rid, version[rid]), "source": source,
+            "op": "c" if before is None else "u", "ts_ms": source["ts_ms"] + 5}}
+        yield orjson.dumps({"schema": WIDE_KEY_SCHEMA, "payload": {"id": rid}}), orjson.dumps(value)
