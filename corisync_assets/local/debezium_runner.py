@@ -104,7 +104,8 @@ class KafkaForwarder:
         from corisync_assets.local.broker import PRODUCER_SAFE_CONF
 
         conf = {**s.kafka_client_config(), **PRODUCER_SAFE_CONF, "message.timeout.ms": 30000}
-        self.producer = Producer(conf)
+        self.producer = Producer(conf)  # one record per batch
+        self.bulk = Producer({**conf, "batch.num.messages": 10000, "linger.ms": 5})
         self.admin = AdminClient(s.kafka_client_config())
         self.flush_timeout = flush_timeout
         self.known_topics: set[str] = set()
@@ -147,22 +148,40 @@ class KafkaForwarder:
                 None if value is None else str(value).encode(),
             ))
         self.ensure_topics(sorted({topic for topic, _, _ in items}))
-        for topic, key, value in items:
-            if topic == self.notification_topic and self.producer.flush(self.flush_timeout):
-                # a notification (a table's snapshot finished) is published only after every record before
-                # it is in the broker: the lander applies it once it has landed the table up to that point
-                raise RuntimeError("broker did not take the records before a notification")
-            while True:
-                try:
-                    self.producer.produce(topic, key=key, value=value, on_delivery=delivered)
-                    break
-                except BufferError:
-                    self.producer.poll(0.1)
-        remaining = self.producer.flush(self.flush_timeout)
-        if remaining or errors:
-            raise RuntimeError(f"broker did not take {remaining or len(errors)} record(s): {errors[:1]}")
+        segment: list[tuple] = []
+        for item in items:
+            if item[0] == self.notification_topic:
+                # a notification (a table's snapshot finished) is published only after every record before it
+                # is in the broker: the lander applies it once it has landed the table up to that point
+                self._forward(segment, delivered)
+                self._forward([item], delivered)
+                segment = []
+            else:
+                segment.append(item)
+        self._forward(segment, delivered)
+        if errors:
+            raise RuntimeError(f"broker did not take {len(errors)} record(s): {errors[:1]}")
         self.produced += len(items)
         log.info("forwarded %d record(s) (total %d)", len(items), self.produced)
+
+    def _forward(self, items: list[tuple], delivered) -> None:
+        """Produce in order and wait for the broker: each topic's last record alone, after the others went in
+        big batches (tansu's high watermark is the last batch's base offset + 1, so it is exact once a call
+        returns; one record per batch throughout was ~1,500 records/s)."""
+        if not items:
+            return
+        tails = set({topic: i for i, (topic, _, _) in enumerate(items)}.values())
+        body = [item for i, item in enumerate(items) if i not in tails]
+        for producer, part in ((self.bulk, body), (self.producer, [items[i] for i in sorted(tails)])):
+            for topic, key, value in part:
+                while True:
+                    try:
+                        producer.produce(topic, key=key, value=value, on_delivery=delivered)
+                        break
+                    except BufferError:
+                        producer.poll(0.1)
+            if part and producer.flush(self.flush_timeout):
+                raise RuntimeError(f"broker did not take {producer.flush(0)} record(s) within {self.flush_timeout}s")
 
 
 def topic_ends(s: Settings, topics: list[str]) -> dict[str, int]:
@@ -275,6 +294,7 @@ def run(s: Settings | None = None) -> int:
         log.info("closing engine")
         engine.close()  # commits the offsets of everything already forwarded
         thread.join(60)
+        forwarder.bulk.flush(10)
         forwarder.producer.flush(10)
     if failure:
         log.error("engine failed: %s", failure[0])
