@@ -14,6 +14,7 @@ from dagster import Definitions, in_process_executor
 from corisync_assets.airbyte import airbyte_definitions
 from corisync_assets.cdc.assets import build_raw_cdc_assets, postgres_source_specs
 from corisync_assets.cdc.connector_config import load_connector_config
+from corisync_assets.cdc.reconcile_check import reconciliation_definitions
 from corisync_assets.cdc.resnapshot import resnapshot_job
 from corisync_assets.cdc.sensors import build_lag_sensor, raw_cdc_catch_up_job
 from corisync_assets.dbt import dbt_definitions
@@ -34,8 +35,8 @@ def build_definitions() -> Definitions:
     )
     # One process per run: each step of the default multiprocess executor would load the definitions again
     # (seconds per run), and a run here is one op (raw_cdc, or one dbt build) anyway.
-    return Definitions.merge(cdc, web_definitions(s), airbyte_definitions(s), dbt_definitions(s), exports_definitions(),
-                             Definitions(executor=in_process_executor))
+    return Definitions.merge(cdc, reconciliation_definitions(connector), web_definitions(s), airbyte_definitions(s),
+                             dbt_definitions(s), exports_definitions(), Definitions(executor=in_process_executor))
 
 
 defs = build_definitions()

@@ -23,12 +23,13 @@ if TYPE_CHECKING:
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OPS = {"r", "c", "u", "d", "t"}
 RESERVED_PREFIX = "_cdc_"
-#: how Debezium's PostgreSQL connector sends Postgres' +/-infinity: dates as epoch days (Postgres' INT_MAX/
-#: INT_MIN shifted to 1970 in 32 bits, so they wrap), timestamps as PgJDBC's infinity constants (whatever the
-#: precision mode), timestamptz as the text 'infinity'/'-infinity'. Warehouses map them back
-#: (DuckDB: infinity; BigQuery, which has none: the ends of its ranges).
-DATE_INFINITY = {"infinity": -2147472692, "-infinity": -2147472691}
-TIMESTAMP_INFINITY = {"infinity": 9223372036825200000, "-infinity": -9223372036832400000}
+#: how Debezium's PostgreSQL connector (3.6.3) sends Postgres' +/-infinity: dates as epoch days that overflow
+#: 32 bits, differently when streamed (Postgres' INT_MAX/INT_MIN shifted to 1970) and when read by a snapshot
+#: (PgJDBC's infinity milliseconds in days); timestamps as PgJDBC's infinity constants (whatever the precision
+#: mode); timestamptz as the text 'infinity'/'-infinity'. Warehouses map them back (DuckDB: infinity;
+#: BigQuery, which has none: the ends of its ranges). Seen through the real connector: test_raw_cdc_e2e.py.
+DATE_INFINITY = {"infinity": (-2147472692, -622191234), "-infinity": (-2147472691, -625821272)}
+TIMESTAMP_INFINITY = {"infinity": (9223372036825200000,), "-infinity": (-9223372036832400000,)}
 #: snapshot marker values that close a table's snapshot (Debezium 2.x/3.x)
 SNAPSHOT_END = {"last", "last_in_data_collection"}
 

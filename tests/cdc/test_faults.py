@@ -4,7 +4,7 @@ Postgres restarted under write load; the Debezium runner killed during an increm
 several landing cycles and one transaction of 100,000 changes: tests/cdc/test_resnapshot.py, on a narrow
 added table, as the tc4a tables' events are ~9 KB each). Postgres -> the real Debezium
 runner -> tansu -> raw CDC assets through Dagster -> DuckDB; expected values are Postgres' own rows
-(``assert_equal_to_postgres``, and the reconciliation check where noted).
+(``assert_equal_to_postgres``), and after each fault the reconciliation check's algorithm passes.
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def test_postgres_restart_under_write_load(pipe, stack):
     assert local_stack.dbz_pid(stack) is not None, "the runner must survive a Postgres restart"
     with pg_connect(stack) as pg:
         assert_equal_to_postgres(pg, pipe.warehouse, "courses")
+    assert [r.passed for r in pipe.reconcile("courses")] == [True]
 
 
 def test_runner_killed_during_a_snapshot_resumes_it(pipe, stack):
@@ -119,4 +120,5 @@ def test_runner_killed_during_a_snapshot_resumes_it(pipe, stack):
         assert_equal_to_postgres(pg, pipe.warehouse, "courses")
         with pipe.warehouse.connect(read_only=True) as con:
             assert con.execute("SELECT count(*) - count(DISTINCT course_id) FROM raw_cdc.courses").fetchone()[0] == 0
+        assert [r.passed for r in pipe.reconcile("courses")] == [True]
 

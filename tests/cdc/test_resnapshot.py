@@ -133,6 +133,8 @@ def test_a_table_added_with_rows_lands_whole_and_a_resnapshot_drops_lost_deletes
         with pipe.warehouse.connect(read_only=True) as con:
             dupes = con.execute("SELECT count(*) - count(DISTINCT (region, id)) FROM raw_cdc.onboard_t").fetchone()[0]
         assert dupes == 0
+    assert [(r.ref.table, r.passed) for r in pipe.reconcile("onboard_t", "onboard_empty")] == [
+        ("onboard_t", True), ("onboard_empty", True)]
 
 
 def test_a_backlog_of_several_cycles_and_one_transaction_of_100k_changes(onboarded):
@@ -158,6 +160,7 @@ def test_a_backlog_of_several_cycles_and_one_transaction_of_100k_changes(onboard
         assert (t.new_events, report.forced, report.held) == (110_000, 0, 0)
         assert t.batches >= 3
         assert _rows(pipe, "big_tx") == _pg(pg, "big_tx")
+    assert [r.passed for r in pipe.reconcile("big_tx")] == [True]
 
 
 def test_resnapshot_refuses_a_table_that_is_not_captured(stack):

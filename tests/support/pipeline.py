@@ -14,7 +14,7 @@ from dagster import DagsterInstance, materialize
 from corisync_assets.cdc.assets import build_raw_cdc_assets
 from corisync_assets.cdc.connector_config import ConnectorConfig, load_connector_config
 from corisync_assets.environment import Settings
-from corisync_assets.local.demo import connect as pg_connect  # noqa: F401  (the tests' Postgres connection)
+from corisync_assets.local.demo import connect as pg_connect
 from corisync_assets.resources.kafka import KafkaResource
 from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
 
@@ -63,6 +63,25 @@ class Pipeline:
         self.checks = {e.asset_key.path[-1]: (e.check_name, e.passed, {k: v.value for k, v in e.metadata.items()})
                        for e in result.get_asset_check_evaluations()}
         return out
+
+    def reconcile(self, *tables: str) -> list:
+        """Run the reconciliation check's algorithm on these public tables (landing first, as the check does);
+        returns each table's result."""
+        from corisync_assets.cdc.assets import routes
+        from corisync_assets.cdc.landing import land_changes
+        from corisync_assets.cdc.reconcile import TableRef, reconcile
+        from corisync_assets.resources.warehouse.reader import open_reader
+
+        c = self.connector
+
+        def land() -> int:
+            return land_changes(self.kafka, self.warehouse, routes(c), tx_topic=c.transaction_topic,
+                                collections=c.collections, notification_topic=c.notification_topic).new_events
+
+        _point, _landed, results = reconcile(
+            lambda: pg_connect(self.settings), lambda: open_reader(self.warehouse),
+            [TableRef("public", t, t) for t in tables], slot=c.get("slot.name"), land=land)
+        return results
 
     def lag(self) -> dict[str, int]:
         lag = self.kafka.lag([self.topic(t) for t in TABLES])

@@ -141,10 +141,13 @@ def wire_ref(col: Column, doc: str, path: str) -> str:
 _TO_MICROS = {3: "CAST({ref} AS INT64) * 1000", 6: "CAST({ref} AS INT64)", 9: "DIV(CAST({ref} AS INT64), 1000)"}
 
 
-def _clamped(ref: str, sentinels: dict[str, object], high: str, low: str, otherwise: str) -> str:
+def _clamped(ref: str, sentinels: dict[str, tuple], high: str, low: str, otherwise: str) -> str:
     """``otherwise``, except for the wire texts of +/-infinity (``sentinels``), which become ``high``/``low``."""
-    return (f"CASE {ref} WHEN '{sentinels['infinity']}' THEN {high} WHEN '{sentinels['-infinity']}' THEN {low} "
-            f"ELSE {otherwise} END")
+    def wire(name: str) -> str:
+        return ", ".join(f"'{v}'" for v in sentinels[name])
+
+    return f"CASE WHEN {ref} IN ({wire('infinity')}) THEN {high} WHEN {ref} IN ({wire('-infinity')}) THEN {low} " \
+           f"ELSE {otherwise} END"
 
 
 def sql_value(col: Column, ref: str) -> str:
@@ -169,7 +172,7 @@ def sql_value(col: Column, ref: str) -> str:
                         "DATETIME '0001-01-01 00:00:00'",
                         f"DATETIME(TIMESTAMP_MICROS({_TO_MICROS[col.scale].format(ref=ref)}), 'UTC')")
     if t == "timestamptz":  # ISO-8601 text with zone
-        return _clamped(ref, {"infinity": "infinity", "-infinity": "-infinity"},
+        return _clamped(ref, {"infinity": ("infinity",), "-infinity": ("-infinity",)},
                         "TIMESTAMP '9999-12-31 23:59:59.999999+00'", "TIMESTAMP '0001-01-01 00:00:00+00'",
                         f"CAST({ref} AS TIMESTAMP)")
     if t == "json":  # Debezium's io.debezium.data.Json: the JSON document as a string

@@ -90,9 +90,10 @@ def sql_value(col: Column, ref: str) -> str:
     return f"CAST({ref} AS {sql_type(col)})"
 
 
-def _infinities(ref: str, sentinels: dict[str, int], sql: str, otherwise: str) -> str:
-    cases = " ".join(f"WHEN {n} THEN CAST('{name}' AS {sql})" for name, n in sentinels.items())
-    return f"CASE {ref} {cases} ELSE {otherwise} END"
+def _infinities(ref: str, sentinels: dict[str, tuple[int, ...]], sql: str, otherwise: str) -> str:
+    cases = " ".join(f"WHEN {ref} IN ({', '.join(map(str, wire))}) THEN CAST('{name}' AS {sql})"
+                     for name, wire in sentinels.items())
+    return f"CASE {cases} ELSE {otherwise} END"
 
 
 def default_value(col: Column) -> str:
