@@ -25,13 +25,6 @@ from tests.support.pipeline import Pipeline, assert_equal_to_postgres, pg_connec
 pytestmark = pytest.mark.stack
 
 
-@pytest.fixture
-def pipe(stack, tmp_path):
-    p = Pipeline(stack, tmp_path / "warehouse.duckdb")
-    p.materialize()  # baseline: whatever the topics hold now
-    return p
-
-
 def _course(conn, tag: str) -> int:
     return conn.execute(
         "INSERT INTO courses (code, title, category, level, price, duration_hours, is_published, tags) "
@@ -43,16 +36,6 @@ def _landed_codes(pipe: Pipeline, prefix: str) -> set[str]:
     with pipe.warehouse.connect(read_only=True) as con:
         return {c for (c,) in con.execute("SELECT code FROM raw_cdc.courses WHERE starts_with(code, ?)",
                                           [prefix]).fetchall()}
-
-
-def _land_until(pipe: Pipeline, done, timeout: float = 180.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pipe.materialize()
-        if done():
-            return
-        time.sleep(1)
-    raise AssertionError(f"the warehouse did not converge in {timeout:.0f}s {what}")
 
 
 def test_postgres_restart_under_write_load(pipe, stack):
@@ -87,7 +70,8 @@ def test_postgres_restart_under_write_load(pipe, stack):
         stop.set()
         writer.join(30)
     assert len(committed) > 50
-    _land_until(pipe, lambda: _landed_codes(pipe, f"PGR-{os.getpid()}-") >= set(committed), what="after the restart")
+    pipe.materialize_until(lambda: _landed_codes(pipe, f"PGR-{os.getpid()}-") >= set(committed),
+                           what="after the restart")
     assert local_stack.dbz_pid(stack) is not None, "the runner must survive a Postgres restart"
     with pg_connect(stack) as pg:
         assert_equal_to_postgres(pg, pipe.warehouse, "courses")
@@ -116,7 +100,7 @@ def test_runner_killed_during_a_snapshot_resumes_it(pipe, stack):
         def done() -> bool:
             with pipe.warehouse.connect(read_only=True) as con:
                 return con.execute("SELECT count(*) FROM raw_cdc.courses").fetchone()[0] == want
-        _land_until(pipe, done, what="after the kill")
+        pipe.materialize_until(done, what="after the kill")
         assert_equal_to_postgres(pg, pipe.warehouse, "courses")
         with pipe.warehouse.connect(read_only=True) as con:
             assert con.execute("SELECT count(*) - count(DISTINCT course_id) FROM raw_cdc.courses").fetchone()[0] == 0

@@ -38,16 +38,6 @@ def _slot_caught_up(pg, slot: str, timeout: float = 60.0) -> None:
     raise AssertionError(f"Debezium did not confirm WAL position {target} within {timeout}s")
 
 
-def _land_until(pipe: Pipeline, done, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pipe.materialize()
-        if done():
-            return
-        time.sleep(1)
-    raise AssertionError("the warehouse did not converge in time")
-
-
 def _rows(pipe: Pipeline, table: str) -> list[tuple] | None:
     """Current state without the CDC columns; None while the table has not landed yet."""
     with pipe.warehouse.connect(read_only=True) as con:
@@ -105,7 +95,7 @@ def test_a_table_added_with_rows_lands_whole_and_a_resnapshot_drops_lost_deletes
         # onboarding: every existing row arrives as an incremental snapshot read, then changes follow
         pg.execute("UPDATE onboard_t SET name = 'changed' WHERE id IN (5, 250)")
         pg.execute("INSERT INTO onboard_t VALUES ('ñandú', 1000, 'new', 1)")
-        _land_until(pipe, lambda: _rows(pipe, "onboard_t") == _pg(pg, "onboard_t"))
+        pipe.materialize_until(lambda: _rows(pipe, "onboard_t") == _pg(pg, "onboard_t"))
         events = read(s, pipe.topic("onboard_t"))
         reads = {e.after["id"] for e in events if e.op == "r"}
         assert reads >= set(range(1, ROWS + 1)) - {5, 250}, "existing rows must come from the snapshot"
@@ -115,19 +105,19 @@ def test_a_table_added_with_rows_lands_whole_and_a_resnapshot_drops_lost_deletes
         # rows whose delete events were lost (e.g. the local broker restarted before they landed): a re-read
         # on request removes them, in the empty table too, while changes keep streaming
         pg.execute("INSERT INTO onboard_empty VALUES (1, 'x')")
-        _land_until(pipe, lambda: _rows(pipe, "onboard_empty") == [(1, "x")])
+        pipe.materialize_until(lambda: _rows(pipe, "onboard_empty") == [(1, "x")])
         pg.execute("DELETE FROM onboard_empty")
         with pipe.warehouse.connect() as con:  # a lost delete: the warehouse still holds rows Postgres has not
             con.execute("INSERT INTO raw_cdc.onboard_t (region, id, name, amount, _cdc_op, _cdc_lsn) "
                         "VALUES ('ñandú', -1, 'ghost', 0, 'c', 1), ('a,b', -2, 'ghost', 0, 'r', 2)")
-        _land_until(pipe, lambda: _rows(pipe, "onboard_empty") == [])
+        pipe.materialize_until(lambda: _rows(pipe, "onboard_empty") == [])
         with pipe.warehouse.connect() as con:
             con.execute("INSERT INTO raw_cdc.onboard_empty (id, note, _cdc_op, _cdc_lsn) VALUES (7, 'ghost', 'c', 3)")
         assert cli.run(["resnapshot", "public.onboard_t"]) == 0
         assert cli.run(["resnapshot", "public.onboard_empty"]) == 0
         pg.execute("UPDATE onboard_t SET amount = amount + 1 WHERE id % 50 = 0")
         pg.execute("DELETE FROM onboard_t WHERE id = 7")
-        _land_until(pipe, lambda: _rows(pipe, "onboard_t") == _pg(pg, "onboard_t")
+        pipe.materialize_until(lambda: _rows(pipe, "onboard_t") == _pg(pg, "onboard_t")
                     and _rows(pipe, "onboard_empty") == [])
         assert_equal_to_postgres(pg, pipe.warehouse, "onboard_t")
         with pipe.warehouse.connect(read_only=True) as con:

@@ -64,6 +64,16 @@ class Pipeline:
                        for e in result.get_asset_check_evaluations()}
         return out
 
+    def materialize_until(self, done, timeout: float = 180.0, what: str = "") -> None:
+        """Materialize the raw assets every second until ``done()`` holds (AssertionError after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.materialize()
+            if done():
+                return
+            time.sleep(1)
+        raise AssertionError(f"the warehouse did not converge in {timeout:.0f}s {what}")
+
     def reconcile(self, *tables: str) -> list:
         """Run the reconciliation check's algorithm on these public tables (landing first, as the check does);
         returns each table's result."""
