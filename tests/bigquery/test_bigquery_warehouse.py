@@ -589,3 +589,25 @@ def test_infinities_nan_and_money(bq_warehouse: BigQueryWarehouse) -> None:
         (date(1, 1, 1), datetime(1, 1, 1), datetime.fromisoformat("0001-01-01T00:00:00+00:00"), "1.5",
          Decimal("-1.50")),
         (date(1, 1, 1), datetime(1970, 1, 1), utc, None, None)]
+
+
+def test_dropped_and_renamed_columns_as_on_duckdb(bq_warehouse: BigQueryWarehouse, tmp_path) -> None:
+    """As through the real connector on DuckDB (test_column_types_through_the_real_connector): after a DROP
+    COLUMN the warehouse keeps the column, NULL for rows changed since; a RENAME is a drop plus an add (the new
+    column holds values from the rename on). Same batches into DuckDB for the reference."""
+    from tests.cdc.test_column_types import ID, _events
+
+    old = {"type": "string", "optional": True, "field": "old_name"}
+    gone = {"type": "string", "optional": True, "field": "gone"}
+    new = {"type": "string", "optional": True, "field": "new_name"}
+    duck = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
+    for wh in (bq_warehouse, duck):
+        feed = Feed("renames", "tc4a.public.renames")
+        wh.land(feed.batch(_events([ID, old, gone], [{"id": 1, "old_name": "a", "gone": "x"},
+                                                     {"id": 2, "old_name": "b", "gone": "y"}], 10)))
+        wh.fold(force=True)
+        wh.land(feed.batch(_events([ID, new], [{"id": 2, "new_name": "b2"}, {"id": 3, "new_name": "c"}], 20)))
+        wh.fold(force=True)
+    expected = [(1, "a", "x", None), (2, None, None, "b2"), (3, None, None, "c")]
+    assert [(r["id"], r["old_name"], r["gone"], r["new_name"]) for r in rows(bq_warehouse, "renames", "id")] \
+        == expected == [(r["id"], r["old_name"], r["gone"], r["new_name"]) for r in duck_rows(duck, "renames", "id")]

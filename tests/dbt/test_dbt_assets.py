@@ -243,3 +243,42 @@ def test_marts_have_freshness(built: BuiltWarehouse) -> None:
     assert checked == set(dbt_asset_keys("marts"))
     graph = dbt_definitions(built.settings).resolve_asset_graph()
     assert all(graph.get(k).freshness_policy is not None for k in dbt_asset_keys("marts"))
+
+
+def test_marts_still_build_after_the_raw_tables_change_shape(built: BuiltWarehouse, tmp_path) -> None:
+    """What schema changes in Postgres do to the raw layer (#9 §3): a column added (a RENAME too: drop + add;
+    dropped columns stay), an int widened to bigint, a numeric given more precision. dbt staging selects its
+    columns, so staging and the marts over it build on a copy of the warehouse changed that way, with the
+    same rows as before."""
+    import shutil
+
+    from tests.support.dbt_build import warehouse_settings
+
+    home = tmp_path / "home"
+    home.mkdir()
+    s = warehouse_settings(home)
+    shutil.copy(built.path, s.warehouse_path)
+    con = duckdb.connect(str(s.warehouse_path))
+    try:
+        con.execute("ALTER TABLE raw_cdc.users ADD COLUMN nickname VARCHAR")
+        con.execute("ALTER TABLE raw_cdc.enrollments ALTER COLUMN progress_pct TYPE DECIMAL(12,4)")
+        int_col = con.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw_cdc' "
+                              "AND table_name = 'enrollments' AND data_type = 'INTEGER' LIMIT 1").fetchone()
+        if int_col:
+            con.execute(f'ALTER TABLE raw_cdc.enrollments ALTER COLUMN "{int_col[0]}" TYPE BIGINT')
+    finally:
+        con.close()
+    marts = [dg.AssetKey(["marts", "dim_users"]), dg.AssetKey(["marts", "fct_enrollment_events"])]
+    result = dg.materialize(
+        [corisync_dbt_assets], selection=dg.AssetSelection.assets(*marts).upstream(),
+        resources={"dbt": dbt_resource(s), "warehouse": warehouse_resource(s)},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    built_keys = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert set(marts) <= built_keys and dg.AssetKey(["staging", "stg_users"]) in built_keys
+    for table in ("marts.dim_users", "marts.fct_enrollment_events"):
+        sql = f"select count(*) as n from {table}"
+        with duckdb.connect(str(s.warehouse_path), read_only=True) as con:
+            after = con.execute(sql).fetchone()[0]
+        assert after == _rows(built, sql)[0]["n"] > 0, table
