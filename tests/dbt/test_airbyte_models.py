@@ -9,7 +9,6 @@ the models' SQL. A broken sheet (a renamed header) and a sync that has not run y
 from __future__ import annotations
 
 import re
-import shutil
 from collections import defaultdict
 from datetime import UTC, date, datetime
 
@@ -21,7 +20,7 @@ from corisync_assets.dbt import corisync_dbt_assets, dbt_resource
 from corisync_assets.environment import warehouse_resource
 from tests.dbt.fixture_airbyte import GA4_DAYS, NAMESAKES, SHEET_COLUMNS, AirbyteFixture, SheetRow
 from tests.dbt.fixture_warehouse import Platform
-from tests.support.dbt_build import BuiltWarehouse, warehouse_settings
+from tests.support.dbt_build import BuiltWarehouse, altered_copy
 from tests.support.dbt_build import rows as _rows
 
 pytestmark = pytest.mark.timeout(600)
@@ -294,14 +293,9 @@ def test_a_renamed_header_fails_its_tab_check_and_a_sync_not_run_yet_reads_empty
     then lands the column under its new name), and GA4 has never synced (no table). The attendance model still
     builds, keeping every row; the check of that tab and header fails, the other tab's passes; GA4's staging
     is empty."""
-    s = warehouse_settings(tmp_path)
-    shutil.copy(built.path, s.warehouse_path)
-    con = duckdb.connect(str(s.warehouse_path))
-    try:
-        con.execute('ALTER TABLE raw_airbyte.sheets_attendance_autumn RENAME COLUMN attendee_email TO "e_mail"')
-        con.execute("DROP TABLE raw_airbyte.ga4_course_pages")
-    finally:
-        con.close()
+    s = altered_copy(built, tmp_path,
+                     'ALTER TABLE raw_airbyte.sheets_attendance_autumn RENAME COLUMN attendee_email TO "e_mail"',
+                     "DROP TABLE raw_airbyte.ga4_course_pages")
     attendance, ga4 = dg.AssetKey(["staging", "stg_sheet_attendance"]), dg.AssetKey(["staging", "stg_ga4_course_pages"])
     result = dg.materialize(
         [corisync_dbt_assets], selection=[attendance, ga4],

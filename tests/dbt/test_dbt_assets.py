@@ -250,24 +250,13 @@ def test_marts_still_build_after_the_raw_tables_change_shape(built: BuiltWarehou
     dropped columns stay), an int widened to bigint, a numeric given more precision. dbt staging selects its
     columns, so staging and the marts over it build on a copy of the warehouse changed that way, with the
     same rows as before."""
-    import shutil
+    from tests.support.dbt_build import altered_copy
 
-    from tests.support.dbt_build import warehouse_settings
-
-    home = tmp_path / "home"
-    home.mkdir()
-    s = warehouse_settings(home)
-    shutil.copy(built.path, s.warehouse_path)
-    con = duckdb.connect(str(s.warehouse_path))
-    try:
-        con.execute("ALTER TABLE raw_cdc.users ADD COLUMN nickname VARCHAR")
-        con.execute("ALTER TABLE raw_cdc.enrollments ALTER COLUMN progress_pct TYPE DECIMAL(12,4)")
-        int_col = con.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw_cdc' "
-                              "AND table_name = 'enrollments' AND data_type = 'INTEGER' LIMIT 1").fetchone()
-        if int_col:
-            con.execute(f'ALTER TABLE raw_cdc.enrollments ALTER COLUMN "{int_col[0]}" TYPE BIGINT')
-    finally:
-        con.close()
+    int_col = _rows(built, "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw_cdc' "
+                           "AND table_name = 'enrollments' AND data_type = 'INTEGER' LIMIT 1")
+    widen = [f'ALTER TABLE raw_cdc.enrollments ALTER COLUMN "{c["column_name"]}" TYPE BIGINT' for c in int_col]
+    s = altered_copy(built, tmp_path, "ALTER TABLE raw_cdc.users ADD COLUMN nickname VARCHAR",
+                     "ALTER TABLE raw_cdc.enrollments ALTER COLUMN progress_pct TYPE DECIMAL(12,4)", *widen)
     marts = [dg.AssetKey(["marts", "dim_users"]), dg.AssetKey(["marts", "fct_enrollment_events"])]
     result = dg.materialize(
         [corisync_dbt_assets], selection=dg.AssetSelection.assets(*marts).upstream(),

@@ -43,6 +43,24 @@ def build_dbt(tmp_path_factory: pytest.TempPathFactory) -> BuiltWarehouse:
     return BuiltWarehouse(s, s.warehouse_path, platform, result, time.monotonic() - started)
 
 
+def altered_copy(built: BuiltWarehouse, home: Path, *statements: str) -> Settings:
+    """Settings of a copy of the built warehouse in ``home``, changed by ``statements`` (the shared build
+    itself stays as it is for the other tests)."""
+    import shutil
+
+    import duckdb
+
+    s = warehouse_settings(home)
+    shutil.copy(built.path, s.warehouse_path)
+    con = duckdb.connect(str(s.warehouse_path))
+    try:
+        for statement in statements:
+            con.execute(statement)
+    finally:
+        con.close()
+    return s
+
+
 def rows(built: BuiltWarehouse, sql: str) -> list[dict]:
     """The rows of ``sql`` over the built warehouse, as dicts (a read-only connection)."""
     import duckdb
