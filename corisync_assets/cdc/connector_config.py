@@ -121,10 +121,6 @@ class ConnectorConfig:
         channels = {c.strip() for c in (self.get("notification.enabled.channels") or "").split(",")}
         return self.get("notification.sink.topic.name") if "sink" in channels else None
 
-    def collection_topic(self, collection: str) -> str | None:
-        """The data topic of a Debezium data collection id (``schema.table``), if it is captured."""
-        return {c: t for t, c in self.collections.items()}.get(collection)
-
     @property
     def collections(self) -> dict[str, str]:
         """Data topic -> Debezium data collection (``schema.table``, as transaction END events name it)."""

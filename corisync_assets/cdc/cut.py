@@ -149,6 +149,11 @@ class TransactionCut:
         return sum(map(len, self.ready.values())) + sum(map(len, self.pending.values()))
 
     @property
+    def released_positions(self) -> dict[tuple[str, int], int]:
+        """Per partition, the position up to which everything has been released so far (read-only view)."""
+        return self._released_positions
+
+    @property
     def waiting_transactions(self) -> int:
         return len(self.ends)
 

@@ -216,7 +216,7 @@ class ChangeFeed:
     def _snapshot_ends(self) -> tuple[dict[str, list[int]], dict[tuple[str, int], int]]:
         """Snapshot ends whose table the cut has released far enough: table -> start LSNs, and the
         notification positions that may be committed with them."""
-        released = self.cut._released_positions
+        released = self.cut.released_positions
         ready: dict[str, list[int]] = {}
         positions = {}
         for partition, notes in self.notes.items():

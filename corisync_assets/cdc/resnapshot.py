@@ -10,7 +10,7 @@ reconciliation check found rows that differ.
 from dagster import Config, OpExecutionContext, job, op
 
 from corisync_assets.cdc.connector_config import ConnectorConfig
-from corisync_assets.cdc.snapshots import SnapshotRequest, request_snapshot
+from corisync_assets.cdc.snapshots import SnapshotRequest, cdc_connection_args, request_snapshot
 from corisync_assets.environment import ConfigError, Settings
 
 
@@ -27,8 +27,7 @@ def resnapshot(s: Settings, connector: ConnectorConfig, table: str) -> SnapshotR
                           "(signal.data.collection); Debezium cannot be asked for a snapshot")
     if not s.pg_cdc_password:
         raise ConfigError("CORISYNC_PG_CDC_PASSWORD is not set (the CDC role writes the snapshot signal)")
-    with psycopg.connect(host=s.pg_host, port=s.pg_port, dbname=s.pg_database, user=s.pg_cdc_user,
-                         password=s.pg_cdc_password, connect_timeout=10) as conn:
+    with psycopg.connect(**cdc_connection_args(s)) as conn:
         return request_snapshot(conn, connector.signal_table, [table])
 
 

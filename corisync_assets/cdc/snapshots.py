@@ -25,20 +25,24 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from corisync_assets.environment import Settings
 
 SIGNAL_ID = re.compile(r"^corisync-(\d+)-[0-9a-f]+$")
 #: incremental-snapshot table statuses after which every live row of the table has been read
 COMPLETE = {"SUCCEEDED", "EMPTY"}
 
 
-def lsn_to_int(lsn: str) -> int:
-    """Postgres ``pg_lsn`` text (``16/B374D848``) -> the 64-bit integer Debezium reports as ``source.lsn``."""
-    high, _, low = lsn.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
-
-
 def signal_id(start_lsn: int) -> str:
     return f"corisync-{start_lsn}-{uuid.uuid4().hex[:12]}"
+
+
+def cdc_connection_args(s: Settings) -> dict:
+    """psycopg connection arguments of the CDC role (the one granted the signalling table)."""
+    return {"host": s.pg_host, "port": s.pg_port, "dbname": s.pg_database, "user": s.pg_cdc_user,
+            "password": s.pg_cdc_password, "connect_timeout": 10}
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,12 @@ def request_snapshot(conn, signal_table: tuple[str, str], collections: Sequence[
     """
     from psycopg import sql
 
+    from corisync_assets.cdc.reconcile import lsn_int
+
     if not collections:
         raise ValueError("no table to snapshot")
     with conn.transaction():
-        start = lsn_to_int(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
+        start = lsn_int(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
         sid = signal_id(start)
         conn.execute(
             sql.SQL("INSERT INTO {} (id, type, data) VALUES (%s, 'execute-snapshot', %s)").format(

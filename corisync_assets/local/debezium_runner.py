@@ -180,8 +180,9 @@ class KafkaForwarder:
                         break
                     except BufferError:
                         producer.poll(0.1)
-            if part and producer.flush(self.flush_timeout):
-                raise RuntimeError(f"broker did not take {producer.flush(0)} record(s) within {self.flush_timeout}s")
+            remaining = producer.flush(self.flush_timeout) if part else 0
+            if remaining:
+                raise RuntimeError(f"broker did not take {remaining} record(s) within {self.flush_timeout}s")
 
 
 def topic_ends(s: Settings, topics: list[str]) -> dict[str, int]:
@@ -213,15 +214,12 @@ def snapshot_plan(s: Settings, cfg: ConnectorConfig) -> tuple[bool, list[str]]:
         return False, [c for c, topic in zip(collections, cfg.topics, strict=True) if not ends.get(topic)]
     import psycopg
 
+    from corisync_assets.cdc.snapshots import cdc_connection_args
+
     with psycopg.connect(**cdc_connection_args(s), autocommit=True) as conn:
         slot = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s",
                             (cfg.get("slot.name") or "debezium",)).fetchone()
     return (True, collections) if slot else (False, [])
-
-
-def cdc_connection_args(s: Settings) -> dict:
-    return {"host": s.pg_host, "port": s.pg_port, "dbname": s.pg_database, "user": s.pg_cdc_user,
-            "password": s.pg_cdc_password, "connect_timeout": 10}
 
 
 def _configure_logging(s: Settings) -> None:
@@ -278,7 +276,7 @@ def run(s: Settings | None = None) -> int:
     if to_snapshot:
         import psycopg
 
-        from corisync_assets.cdc.snapshots import request_snapshot
+        from corisync_assets.cdc.snapshots import cdc_connection_args, request_snapshot
 
         with psycopg.connect(**cdc_connection_args(s)) as conn:
             req = request_snapshot(conn, cfg.signal_table, to_snapshot)

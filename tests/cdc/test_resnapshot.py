@@ -16,6 +16,7 @@ import pytest
 
 from corisync_assets import environment
 from corisync_assets.cdc.landing import land_changes
+from corisync_assets.cdc.reconcile import lsn_int, wait_for_slot
 from corisync_assets.local import cli
 from corisync_assets.local import stack as local_stack
 from tests.local.cdc_helpers import read
@@ -24,18 +25,6 @@ from tests.support.pipeline import Pipeline, assert_equal_to_postgres, pg_connec
 pytestmark = pytest.mark.stack
 
 ROWS = 300  # more than one chunk: the test config sets incremental.snapshot.chunk.size to 128
-
-
-def _slot_caught_up(pg, slot: str, timeout: float = 60.0) -> None:
-    """Wait until Debezium confirmed the WAL up to now: the runner has 'moved past' what was written so far."""
-    target = pg.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pg.execute("SELECT confirmed_flush_lsn >= %s FROM pg_replication_slots WHERE slot_name = %s",
-                      (target, slot)).fetchone()[0]:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"Debezium did not confirm WAL position {target} within {timeout}s")
 
 
 def _rows(pipe: Pipeline, table: str) -> list[tuple] | None:
@@ -68,7 +57,9 @@ def onboarded(stack, tmp_path_factory):
         pg.execute(f"INSERT INTO onboard_t SELECT (ARRAY['O''Brien \"q\"', 'ñandú', 'a,b'])[g % 3 + 1], g, "
                    f"'row ' || g, g * 1.25 FROM generate_series(1, {ROWS}) g")
         config = json.loads(stack.connector_config.read_text())
-        _slot_caught_up(pg, config["config"]["slot.name"])
+        # the runner has 'moved past' what was written so far: Debezium confirmed the WAL up to now
+        wait_for_slot(pg, config["config"]["slot.name"],
+                      lsn_int(pg.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]), timeout_s=60)
     config["config"]["table.include.list"] += ",public.onboard_t,public.onboard_empty,public.big_tx"
     config["config"]["incremental.snapshot.chunk.size"] = "128"
     path = tmp_path / "connector.json"
