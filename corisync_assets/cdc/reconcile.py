@@ -236,12 +236,22 @@ def open_snapshot(conn, slot: str | None = None) -> ConsistentPoint:
     return ConsistentPoint.parse(floor[0] if floor else None, lsn, snapshot)
 
 
+NUDGE_EVERY_S = 2.5  # above the local engine's offset.flush.interval.ms (1 s)
+
+
 def wait_for_slot(conn, slot: str, lsn: int, timeout_s: float = CATCH_UP_TIMEOUT_S, poll_s: float = 0.2) -> float:
     """Emit a logical message (WAL moves past ``lsn`` even when nothing else is written) and wait until the
-    replication slot confirmed ``lsn``; returns the seconds waited. ``conn``: an autocommit connection."""
-    conn.execute("SELECT pg_logical_emit_message(false, 'corisync', 'reconcile')")
+    replication slot confirmed ``lsn``; returns the seconds waited. ``conn``: an autocommit connection.
+
+    The message is re-emitted every ``NUDGE_EVERY_S``: an embedded Debezium engine commits offsets (and so
+    confirms the slot) only when a later batch arrives after its flush interval, so on an idle database the
+    batch holding the first message may never be confirmed."""
     t0 = time.monotonic()
+    nudged = -NUDGE_EVERY_S
     while True:
+        if time.monotonic() - t0 - nudged >= NUDGE_EVERY_S:
+            conn.execute("SELECT pg_logical_emit_message(false, 'corisync', 'reconcile')")
+            nudged = time.monotonic() - t0
         row = conn.execute("SELECT confirmed_flush_lsn::text, active FROM pg_replication_slots WHERE slot_name = %s",
                            (slot,)).fetchone()
         if row is not None and row[0] is not None and lsn_int(row[0]) >= lsn:
