@@ -22,6 +22,7 @@ import pytest
 
 from corisync_assets.cdc.envelope import ChangeBatch, Decoder
 from corisync_assets.environment import ConfigError, Settings
+from corisync_assets.resources.warehouse import canonical
 from corisync_assets.resources.warehouse.base import DEAD_LETTERS, LandResult
 from corisync_assets.resources.warehouse.bigquery import (
     CYCLES,
@@ -589,6 +590,25 @@ def test_infinities_nan_and_money(bq_warehouse: BigQueryWarehouse) -> None:
         (date(1, 1, 1), datetime(1, 1, 1), datetime.fromisoformat("0001-01-01T00:00:00+00:00"), "1.5",
          Decimal("-1.50")),
         (date(1, 1, 1), datetime(1970, 1, 1), utc, None, None)]
+
+
+def test_intervals_land_as_their_three_fields_as_on_duckdb(bq_warehouse: BigQueryWarehouse) -> None:
+    """As tests/cdc/test_column_types.py::test_intervals_land_as_their_three_fields on DuckDB: Debezium's interval
+    text folds into an INTERVAL column with Postgres' months, days and microseconds kept apart (read through the
+    reconciliation's canonical text, checked against the same hand-worked fields). The sample at the ends of
+    Postgres' range is left out: it lies beyond GoogleSQL's (+/-10000 years; the emulator has no such limit)."""
+    from tests.cdc.test_column_types import INTERVALS, interval_events
+
+    inside = {text: fields for text, fields in INTERVALS.items() if abs(fields[0]) <= 120_000}
+    assert len(inside) == len(INTERVALS) - 1
+    bq_warehouse.land(Feed("intervals", "tc4a.public.intervals").batch(interval_events(inside)))
+    bq_warehouse.fold(force=True)
+    table = bq_warehouse.client().get_table(bq_warehouse._ref("intervals"))
+    assert {f.name: f.field_type for f in table.schema}["iv"] == "INTERVAL"
+    got = [r[0] for r in bq_warehouse._query(
+        f"SELECT {canonical.interval_text(canonical.BIGQUERY, 'iv')} FROM {bq_warehouse._sql_ref('intervals')} "
+        "ORDER BY id")]
+    assert got == ["|".join(map(str, fields)) for fields in inside.values()] + [None]
 
 
 def test_dropped_and_renamed_columns_as_on_duckdb(bq_warehouse: BigQueryWarehouse, tmp_path) -> None:

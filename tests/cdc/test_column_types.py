@@ -1,4 +1,5 @@
-"""Column types beyond the tc4a tables: times, arrays, nanosecond timestamps, and types with no mapping.
+"""Column types beyond the tc4a tables: times, arrays, nanosecond timestamps, intervals, and types with no
+mapping.
 
 Pure (no broker): Debezium-shaped events (JsonConverter with schemas, field shapes as the PostgreSQL
 connector emits them) decoded and landed in a real DuckDB file. Expected values are computed here from the
@@ -15,6 +16,7 @@ import orjson
 
 from corisync_assets.cdc.envelope import Decoder
 from corisync_assets.cdc.landing import TableReport
+from corisync_assets.resources.warehouse import canonical
 from corisync_assets.resources.warehouse.base import LandResult
 from corisync_assets.resources.warehouse.duckdb import DuckDBWarehouse
 from tests.support import debezium_events as ev
@@ -110,6 +112,52 @@ def test_a_runs_report_carries_the_fallbacks():
     report = TableReport(table="samples", topic="tc4a.public.samples")
     report.add(_batch(ROWS[:1]), LandResult(new_events=1, duplicates=0, dead_letters=0))
     assert set(report.type_fallbacks) == {"span", "spot"}
+
+
+#: Debezium's text of an interval (interval.handling.mode=string), as the real connector sent these, -> Postgres'
+#: three fields (months, days, microseconds), worked out by hand. The last one is at the ends of Postgres' range.
+INTERVALS = {
+    "P1Y2M3DT4H5M6.78S": (14, 3, 14_706_780_000),
+    "P-1Y-2M3DT-4H-5M-6.78S": (-14, 3, -14_706_780_000),
+    "P0Y0M0DT100H0M0.000001S": (0, 0, 360_000_000_001),
+    "P0Y1M-40DT25H0M0S": (1, -40, 90_000_000_000),
+    "P0Y0M-1DT23H59M59.999999S": (0, -1, 86_399_999_999),
+    "P0Y0M0DT0H0M-0.5S": (0, 0, -500_000),
+    "P-12Y-11M0DT0H0M0S": (-155, 0, 0),
+    "P0Y0M0DT0H0M0S": (0, 0, 0),
+    "P-178956970Y-8M-2147483648DT-2147483647H-59M-59.999999S": (-2**31, -2**31, -7_730_941_132_799_999_999),
+}
+INTERVAL_FIELD = {"type": "string", "optional": True, "name": "io.debezium.time.Interval", "version": 1,
+                  "field": "iv"}
+
+
+def interval_events(intervals):
+    """One insert per interval (ids from 1; a last row with NULL)."""
+    rows = [{"id": i, "iv": text} for i, text in enumerate(intervals, 1)] + [{"id": len(intervals) + 1, "iv": None}]
+    return _events([ID, INTERVAL_FIELD], rows, 10)
+
+
+def test_intervals_land_as_their_three_fields(tmp_path):
+    """An ``io.debezium.time.Interval`` column lands as INTERVAL with Postgres' months, days and microseconds
+    kept apart (hours beyond 24 stay hours, each part keeps its sign), no type warning; the reconciliation's
+    canonical text of it is ``months|days|microseconds``."""
+    decoder = Decoder("intervals")
+    for offset, (key, value) in enumerate(interval_events(INTERVALS)):
+        decoder.add("tc4a.public.intervals", 0, offset, key, value)
+    batch = decoder.reset()
+    (column,) = [c for c in batch.schema.columns if c.name == "iv"]
+    assert (column.logical_type, column.fallback) == ("interval", None)
+    wh = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
+    assert wh.land(batch).new_events == len(INTERVALS) + 1
+    with wh.connect(read_only=True) as con:
+        landed_type = con.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'intervals' "
+                                  "AND column_name = 'iv'").fetchone()[0]
+        got = con.execute(
+            "SELECT datepart('year', iv) * 12 + datepart('month', iv), datepart('day', iv), "
+            "datepart('hour', iv) * 3600000000 + datepart('minute', iv) * 60000000 + datepart('microsecond', iv), "
+            f"{canonical.interval_text(canonical.DUCKDB, 'iv')} FROM raw_cdc.intervals ORDER BY id").fetchall()
+    assert landed_type == "INTERVAL"
+    assert got == [(*fields, "|".join(map(str, fields))) for fields in INTERVALS.values()] + [(None,) * 4]
 
 
 def _events(fields, rows, first_lsn):

@@ -290,7 +290,7 @@ def test_broker_restart_converges_and_offsets_are_not_identity(pipe, pg, stack):
 TYPE_SAMPLES_DDL = """
 CREATE TABLE IF NOT EXISTS type_samples (
   id bigint PRIMARY KEY, t time, ttz timetz, labels text[], counts integer[], ref uuid, doc xml, addr inet,
-  span interval, small integer, m money, r int4range, h hstore, f float8, f4 real, nu numeric, d date,
+  span interval, span2 interval, small integer, m money, r int4range, h hstore, f float8, f4 real, nu numeric, d date,
   ts timestamp, tz timestamptz, b bytea, ch char(3), dropped text, renamed text)"""
 #: id -> (m, r, h, f, f4, nu, d, ts, tz, b, ch, dropped, renamed): money, ranges, hstore, NaN/+-Infinity/-0,
 #: unconstrained numeric NaN, +-infinity dates and timestamps, year 1, a DST night, bytea, padded char
@@ -312,17 +312,47 @@ def _same_float(a, b) -> bool:
     return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
 
 
+#: ... the last two: intervals (span, span2) with years and months, negative parts, fractions of a second and
+#: more than 24 hours
 TYPE_SAMPLES_ROWS = [
     (1, "12:34:56.123456", "14:30:00.5+02", ["a", "b,c", None, 'q"t', "{x}", "ñ"], [1, None, 3],
-     "0b6f6c2e-8f0e-4d7a-9a43-0d2f1e3c4b5a", "<a x=\"1\">t</a>", "10.1.2.3/8", "1 hour 2 minutes 3.5 seconds"),
-    (2, "24:00:00", "00:00:00-05", [], None, None, None, "::1", None),
-    (3, None, None, None, [], None, None, None, "-3 days"),
+     "0b6f6c2e-8f0e-4d7a-9a43-0d2f1e3c4b5a", "<a x=\"1\">t</a>", "10.1.2.3/8", "1 year 2 months 3 days 04:05:06.78",
+     "-1 year -2 months +3 days -04:05:06.78"),
+    (2, "24:00:00", "00:00:00-05", [], None, None, None, "::1", "100 hours 0.000001 seconds", "-0.5 seconds"),
+    (3, None, None, None, [], None, None, None, "1 mon -40 days 25:00:00", "-1 days +23:59:59.999999"),
 ]
 
 
+def pg_interval_fields(column: str) -> str:
+    """Postgres' three fields of an interval (months, days, microseconds) from its parts, in Postgres."""
+    return (f"(extract(year FROM {column}) * 12 + extract(month FROM {column}))::bigint, "
+            f"extract(day FROM {column})::bigint, (extract(hour FROM {column}) * 3600000000 "
+            f"+ extract(minute FROM {column}) * 60000000 + extract(microsecond FROM {column}))::bigint")
+
+
+def duckdb_interval_fields(column: str) -> str:
+    """The same three fields of a landed DuckDB INTERVAL."""
+    return (f"datepart('year', {column}) * 12 + datepart('month', {column}), datepart('day', {column}), "
+            f"datepart('hour', {column}) * 3600000000 + datepart('minute', {column}) * 60000000 "
+            f"+ datepart('microsecond', {column})")
+
+
+def assert_intervals_as_in_postgres(pg, pipe: Pipeline) -> None:
+    want = pg.execute(f"SELECT id, {pg_interval_fields('span')}, {pg_interval_fields('span2')} FROM type_samples "
+                      "ORDER BY id").fetchall()
+    with pipe.warehouse.connect(read_only=True) as con:
+        got = con.execute(f"SELECT id, {duckdb_interval_fields('span')}, {duckdb_interval_fields('span2')} "
+                          "FROM raw_cdc.type_samples ORDER BY id").fetchall()
+        types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                 "WHERE table_name = 'type_samples' AND column_name LIKE 'span%'").fetchall())
+    assert got == [tuple(r) for r in want]
+    assert types == {"span": "INTERVAL", "span2": "INTERVAL"}
+
+
 def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatch):
-    """Times, arrays, uuid/xml/inet and an interval (no mapping: its exact wire text, with a warning) through
-    Postgres -> the real Debezium connector -> landing; expected values from Postgres itself. The table is added
+    """Times, arrays, uuid/xml/inet, intervals (``interval.handling.mode=string``: Postgres' months, days and
+    microseconds in an INTERVAL) and more through Postgres -> the real Debezium connector -> landing, streamed
+    and re-read by an incremental snapshot; expected values from Postgres itself. The table is added
     to a copy of the connector config and the runner restarted with it (restored afterwards)."""
     pg.execute("CREATE EXTENSION IF NOT EXISTS hstore")  # a trusted extension: the database owner may
     pg.execute("DROP TABLE IF EXISTS type_samples")
@@ -338,7 +368,7 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
         pipe = Pipeline(stack.model_copy(update={"connector_config": path}), tmp_path / "warehouse.duckdb")
         pg.execute("DELETE FROM type_samples")
         with pg.cursor() as cur:
-            cur.executemany("INSERT INTO type_samples VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 7)",
+            cur.executemany("INSERT INTO type_samples VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 7)",
                             TYPE_SAMPLES_ROWS)
             cur.executemany(f"UPDATE type_samples SET ({', '.join(MORE_COLUMNS)}) = "
                             f"({', '.join(['%s'] * len(MORE_COLUMNS))}) WHERE id = %s",
@@ -353,12 +383,12 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
             time.sleep(1)
         want = pg.execute(
             "SELECT id, t::text, (ttz AT TIME ZONE 'UTC')::text, array_to_json(labels)::text, "
-            "array_to_json(counts)::text, ref::text, doc::text, nullif(format('%s', addr), ''), "
-            "(extract(epoch FROM span) * 1000000)::bigint::text FROM type_samples ORDER BY id").fetchall()
+            "array_to_json(counts)::text, ref::text, doc::text, nullif(format('%s', addr), '') "
+            "FROM type_samples ORDER BY id").fetchall()
         with pipe.warehouse.connect(read_only=True) as con:
             got = con.execute(
                 "SELECT id, CAST(t AS VARCHAR), CAST(ttz AS VARCHAR), CAST(labels AS VARCHAR), "
-                "CAST(counts AS VARCHAR), ref, doc, addr, span FROM raw_cdc.type_samples ORDER BY id").fetchall()
+                "CAST(counts AS VARCHAR), ref, doc, addr FROM raw_cdc.type_samples ORDER BY id").fetchall()
             dead = con.execute("SELECT count(*) FROM raw_cdc._dead_letters WHERE source_table = 'type_samples'"
                                ).fetchone()[0] if "_dead_letters" in {r[0] for r in con.execute(
                                    "SELECT table_name FROM information_schema.tables").fetchall()} else 0
@@ -368,7 +398,8 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
             json_cols = (3, 4)
             assert [json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(g)] == \
                    [json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(w)], g[0]
-        assert set(metadata["type_samples"]["type_warnings"]) == {"span"}
+        assert "type_warnings" not in metadata["type_samples"]  # every column has a faithful type
+        assert_intervals_as_in_postgres(pg, pipe)
         more = ("m::numeric::text, r::text, hstore_to_json(h)::text, f, f4, nu::text, d::text, ts::text, "
                 "CASE WHEN isfinite(tz) THEN to_char(tz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') "
                 "ELSE tz::text END, encode(b, 'hex'), ch")
@@ -397,8 +428,8 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
         pg.execute("ALTER TABLE type_samples ALTER COLUMN small TYPE bigint")
         pg.execute("ALTER TABLE type_samples DROP COLUMN dropped")
         pg.execute("ALTER TABLE type_samples RENAME COLUMN renamed TO renamed_to")
-        pg.execute("INSERT INTO type_samples (id, small, late_col, renamed_to) VALUES (4, 5000000000, 'x', 'n4'), "
-                   "(5, NULL, DEFAULT, NULL)")
+        pg.execute("INSERT INTO type_samples (id, small, late_col, renamed_to, span) VALUES "
+                   "(4, 5000000000, 'x', 'n4', '-12 years -11 months'), (5, NULL, DEFAULT, NULL, NULL)")
         pg.execute("UPDATE type_samples SET renamed_to = 'n1' WHERE id = 1")
         pipe.materialize_until(lambda: landed(pipe, "SELECT renamed_to FROM raw_cdc.type_samples WHERE id = 1")
                                == [("n1",)], timeout=90)
@@ -425,6 +456,7 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
             got = con.execute("SELECT id, CAST(d AS VARCHAR), CAST(ts AS VARCHAR) FROM raw_cdc.type_samples "
                               "ORDER BY id").fetchall()
         assert got == want
+        assert_intervals_as_in_postgres(pg, pipe)  # ... and intervals the same way as the stream
     finally:
         monkeypatch.delenv("CORISYNC_CONNECTOR_CONFIG")
         local_stack.stop_debezium(stack)

@@ -59,6 +59,7 @@ from pydantic import Field, PrivateAttr
 
 from corisync_assets.cdc.envelope import (
     DATE_INFINITY,
+    INTERVAL_ISO,
     SNAPSHOT_END,
     TIMESTAMP_INFINITY,
     ChangeBatch,
@@ -109,7 +110,7 @@ def bq_type(col: Column) -> str:
     return {
         "int16": "INT64", "int32": "INT64", "int64": "INT64", "float32": "FLOAT64", "float64": "FLOAT64",
         "bool": "BOOL", "string": "STRING", "date": "DATE", "time": "TIME", "timestamp": "DATETIME",
-        "timestamptz": "TIMESTAMP", "json": "JSON", "array": "JSON", "bytes": "BYTES",
+        "timestamptz": "TIMESTAMP", "interval": "INTERVAL", "json": "JSON", "array": "JSON", "bytes": "BYTES",
         # GoogleSQL has no time with zone: its exact text; values without a mapping: their exact text
         "timetz": "STRING", "text": "STRING",
     }[t]
@@ -177,12 +178,34 @@ def sql_value(col: Column, ref: str) -> str:
                         f"CAST({ref} AS TIMESTAMP)")
     if t == "json":  # Debezium's io.debezium.data.Json: the JSON document as a string
         return f"PARSE_JSON({ref})"
+    if t == "interval":
+        return _interval(ref)
     if t == "bytes":
         return f"FROM_BASE64({ref})"
     target = bq_type(col)
     if t == "decimal" and target == "STRING":  # Debezium writes numeric NaN as NAN; Postgres as NaN
         return f"REPLACE({ref}, 'NAN', 'NaN')"
     return ref if target == "STRING" else f"CAST({ref} AS {target})"
+
+
+def _interval(ref: str) -> str:
+    """Postgres' three interval fields (months, days, microseconds) from Debezium's ISO text (see
+    envelope.INTERVAL_ISO), kept apart as GoogleSQL's INTERVAL keeps them (a sum of single-part intervals).
+    Seconds become microseconds by their digits (padded to six decimals, the point dropped): exact, and
+    the sign of ``-0.5`` kept. Anything else goes to CAST, which fails the fold on a text it cannot read.
+    GoogleSQL's range is narrower than Postgres' (+/-10000 years, 3660000 days, 87840000 hours): a value
+    beyond it fails the fold too."""
+    parts = f"REGEXP_EXTRACT_ALL({ref}, r'-?[0-9]+(?:[.][0-9]+)?')"
+
+    def part(i: int) -> str:
+        return f"CAST({parts}[OFFSET({i})] AS INT64)"
+
+    seconds = f"CONCAT({parts}[OFFSET(5)], IF(STRPOS({parts}[OFFSET(5)], '.') = 0, '.', ''))"
+    padded = f"SUBSTR(CONCAT({seconds}, '000000'), 1, STRPOS({seconds}, '.') + 6)"
+    seconds_micros = f"CAST(REPLACE({padded}, '.', '') AS INT64)"
+    return (f"CASE WHEN REGEXP_CONTAINS({ref}, r'{INTERVAL_ISO}') THEN INTERVAL ({part(0)} * 12 + {part(1)}) MONTH "
+            f"+ INTERVAL {part(2)} DAY + INTERVAL {part(3)} HOUR + INTERVAL {part(4)} MINUTE "
+            f"+ INTERVAL {seconds_micros} MICROSECOND ELSE CAST({ref} AS INTERVAL) END")
 
 
 def _fields(spec: str):
@@ -235,7 +258,7 @@ EMULATOR_PROJECT = "corisync-emu"
 #: the emulator serves gRPC (Storage Write API) on its REST port + 10 (its defaults: 9050 and 9060)
 EMULATOR_GRPC_OFFSET = 10
 #: current-state columns a MERGE cannot cluster on
-_UNCLUSTERABLE = ("FLOAT64", "JSON", "BYTES")
+_UNCLUSTERABLE = ("FLOAT64", "JSON", "BYTES", "INTERVAL")
 #: AppendRows accepts requests up to 10 MB; rows are packed into requests below this
 MAX_APPEND_BYTES = 8 * 1024 * 1024
 _WRITE_SCOPE = "https://www.googleapis.com/auth/bigquery"

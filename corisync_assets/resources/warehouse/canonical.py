@@ -8,13 +8,16 @@ that text is not what Debezium carries or cannot be reproduced: ``timetz`` is tu
 it in UTC); ``char(n)`` and ``inet`` are their output function's text (the cast to text drops the padding,
 adds a host's /32); ``money`` is its numeric value; arrays are ``array_to_json`` (they land as JSON); floats
 are their IEEE 754 bits in hex (:func:`float_bits`: Postgres' and DuckDB's decimal digits of a double differ
-for some values). Postgres renders with cheap casts (it is the slower side); the warehouse reproduces the
-same text from the landed type.
+for some values); an ``interval`` is its three fields, ``months|days|microseconds`` (:func:`interval_text`:
+each side lays out the text of an interval its own way, and equality of intervals normalizes, 1 day = 24
+hours, where the fields do not). Postgres renders with cheap casts (it is the slower side); the warehouse
+reproduces the same text from the landed type.
 
 The warehouse rendering is chosen by the column's *landed* type, not by what it should be: a ``time``
-column landed as ``BIGINT`` microseconds renders as digits and so differs from ``12:34:56``. A Postgres
-type with no agreed canonical form (interval, ranges, hstore, geometric types, arrays of other element
-types, ...) is left out of the hash and reported, never compared silently.
+column landed as ``BIGINT`` microseconds renders as digits and so differs from ``12:34:56`` (as does an
+interval landed as the text of Debezium's default ``MicroDuration``). A Postgres type with no agreed
+canonical form (ranges, hstore, geometric types, arrays of other element types, ...) is left out of the hash
+and reported, never compared silently.
 
 Per-type SQL is written once per dialect here (:func:`postgres_text`, :func:`warehouse_text`), as are the
 row hash, the chunk aggregate and the key predicates, so the algorithm stays dialect-free.
@@ -26,6 +29,9 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from corisync_assets.cdc.envelope import INTERVAL_ISO
 
 #: session settings of the reconciliation connection: what the Postgres side's texts assume; one backend per
 #: check (no parallel workers: the operational database serves the platform meanwhile), sorting a chunk in
@@ -41,7 +47,7 @@ KINDS = {
     "text": "text", "varchar": "text", "name": "text", "citext": "text", "uuid": "text", "xml": "text",
     "inet": "text", "cidr": "text", "macaddr": "text", "macaddr8": "text", "bpchar": "bpchar",
     "date": "date", "time": "time", "timetz": "timetz", "timestamp": "timestamp", "timestamptz": "timestamptz",
-    "json": "json", "jsonb": "json", "bytea": "bytea",
+    "interval": "interval", "json": "json", "jsonb": "json", "bytea": "bytea",
 }
 #: element types of arrays whose ``array_to_json`` text is what lands (numbers, strings, booleans as such)
 ARRAY_ELEMENTS = {"int2", "int4", "int8", "bool", "text", "varchar", "uuid"}
@@ -128,6 +134,8 @@ def postgres_text(col: PgColumn, ref: str) -> str:
         return f"{ref}::numeric::text"
     if col.kind == "array":
         return f"array_to_json({ref})::text"
+    if col.kind == "interval":
+        return interval_text(POSTGRES, ref)
     return f"{ref}::text"
 
 
@@ -190,6 +198,26 @@ def float_bits(d: Dialect, ref: str) -> str:
             f"ELSE FORMAT('%08x%08x', {high}, MOD({mant}, 4294967296)) END")
 
 
+def interval_text(d: Dialect, ref: str) -> str:
+    """An interval's canonical text: Postgres' three fields, ``months|days|microseconds`` (each signed on its
+    own; the time part not folded into days, so 100 hours stay 360000000000 microseconds), from the parts
+    EXTRACT gives on each side: months = years * 12 + months, microseconds = hours, minutes and seconds
+    (Postgres' and DuckDB's ``microsecond`` part includes the seconds; BigQuery's is the fraction of the
+    second, its emulator's includes the seconds: MOD 10^6 is that fraction on both)."""
+    if d.name == "postgres":
+        return (f"(extract(year FROM {ref}) * 12 + extract(month FROM {ref}))::bigint::text || '|' || "
+                f"extract(day FROM {ref})::bigint::text || '|' || (extract(hour FROM {ref}) * 3600000000 "
+                f"+ extract(minute FROM {ref}) * 60000000 + extract(microsecond FROM {ref}))::bigint::text")
+    if d.name == "duckdb":
+        return (f"CAST(datepart('year', {ref}) * 12 + datepart('month', {ref}) AS VARCHAR) || '|' || "
+                f"CAST(datepart('day', {ref}) AS VARCHAR) || '|' || CAST(datepart('hour', {ref}) * 3600000000 "
+                f"+ datepart('minute', {ref}) * 60000000 + datepart('microsecond', {ref}) AS VARCHAR)")
+    micros = (f"EXTRACT(HOUR FROM {ref}) * 3600000000 + EXTRACT(MINUTE FROM {ref}) * 60000000 "
+              f"+ EXTRACT(SECOND FROM {ref}) * 1000000 + MOD(EXTRACT(MICROSECOND FROM {ref}), 1000000)")
+    return (f"CONCAT(CAST(EXTRACT(YEAR FROM {ref}) * 12 + EXTRACT(MONTH FROM {ref}) AS STRING), '|', "
+            f"CAST(EXTRACT(DAY FROM {ref}) AS STRING), '|', CAST({micros} AS STRING))")
+
+
 def _strip_fraction(d: Dialect, text: str) -> str:
     """Drop trailing zeros of a seconds fraction, and the point when nothing is left (Postgres' layout)."""
     if d.name == "bigquery":
@@ -219,6 +247,8 @@ def warehouse_text(dialect: str, col: PgColumn, landed_type: str | None, ref: st
             return float_bits(d, ref)
         if t == "BLOB":
             return f"'\\x' || lower(hex({ref}))"
+        if t == "INTERVAL":
+            return interval_text(d, ref)
         if t == "DATE" or t.startswith("TIMESTAMP"):
             return _duckdb_bc(as_text)
         return as_text
@@ -235,6 +265,8 @@ def warehouse_text(dialect: str, col: PgColumn, landed_type: str | None, ref: st
             return _strip_fraction(d, f"FORMAT_TIMESTAMP('%Y-%m-%d %H:%M:%E6S', {ref}, 'UTC')") + " || '+00'"
         if t == "JSON":
             return f"TO_JSON_STRING({ref})"
+        if t == "INTERVAL":
+            return interval_text(d, ref)
         scale = _DECIMAL.match(t)
         if scale is not None:  # BigQuery drops trailing zeros of a NUMERIC; Postgres keeps the column's scale
             return f"FORMAT('%.{int(scale.group(1))}f', {ref})" if int(scale.group(1)) else as_text
@@ -310,8 +342,8 @@ def _lexicographic(refs: list[str], casts: list[str], op: str) -> str:
 
 def wire_key_text(col: PgColumn, value, *, time_unit_ns: int = 1000) -> str | None:
     """Canonical text of a primary key value as Debezium's key carries it (JsonConverter; numerics as
-    strings, dates as days, times and timestamps as units since midnight/epoch, timestamptz as ISO text).
-    ``time_unit_ns``: nanoseconds per wire unit of the column's time or timestamp (1000: microseconds)."""
+    strings, dates as days, times and timestamps as units since midnight/epoch, timestamptz and intervals as
+    ISO text). ``time_unit_ns``: nanoseconds per wire unit of the column's time or timestamp (1000: microseconds)."""
     if value is None:
         return None
     kind = col.kind
@@ -331,6 +363,9 @@ def wire_key_text(col: PgColumn, value, *, time_unit_ns: int = 1000) -> str | No
     if kind == "timestamp" and isinstance(value, int):
         at = datetime(1970, 1, 1) + timedelta(microseconds=value * time_unit_ns // 1000)
         return _pg_clock(at, "%Y-%m-%d %H:%M:%S")
+    if kind == "interval" and isinstance(value, str) and (parts := re.match(INTERVAL_ISO, value)):
+        y, mo, d, h, mi = (int(p) for p in parts.groups()[:5])
+        return f"{y * 12 + mo}|{d}|{h * 3_600_000_000 + mi * 60_000_000 + int(Decimal(parts[6]) * 1_000_000)}"
     if kind == "timestamptz" and isinstance(value, str):
         at = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
         return _pg_clock(at.replace(tzinfo=None), "%Y-%m-%d %H:%M:%S") + "+00"

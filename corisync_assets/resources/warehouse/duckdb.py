@@ -18,6 +18,7 @@ from pydantic import PrivateAttr
 
 from corisync_assets.cdc.envelope import (
     DATE_INFINITY,
+    INTERVAL_ISO,
     SNAPSHOT_END,
     TIMESTAMP_INFINITY,
     ChangeBatch,
@@ -52,7 +53,7 @@ def sql_type(col: Column) -> str:
     return {
         "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT", "float32": "REAL", "float64": "DOUBLE",
         "bool": "BOOLEAN", "string": "VARCHAR", "date": "DATE", "time": "TIME", "timetz": "TIMETZ",
-        "timestamp": "TIMESTAMP", "timestamptz": "TIMESTAMPTZ", "json": "JSON", "array": "JSON",
+        "timestamp": "TIMESTAMP", "timestamptz": "TIMESTAMPTZ", "interval": "INTERVAL", "json": "JSON", "array": "JSON",
         "bytes": "BLOB", "text": "VARCHAR",
     }[t]
 
@@ -81,6 +82,8 @@ def sql_value(col: Column, ref: str) -> str:
         micros = _TO_MICROS[col.scale].format(ref=ref)
         return (f"CASE WHEN {micros} = 86400000000 THEN TIME '24:00:00' "
                 f"ELSE TIME '00:00:00' + to_microseconds({micros}) END")
+    if t == "interval":
+        return _interval(ref)
     if t == "bytes":
         return f"from_base64({ref})"
     if t == "text":  # a JSON string's own text; any other JSON value's text
@@ -88,6 +91,21 @@ def sql_value(col: Column, ref: str) -> str:
     if t == "decimal" and sql_type(col) == "VARCHAR":  # Debezium writes numeric NaN as NAN; Postgres as NaN
         return f"replace({ref}, 'NAN', 'NaN')"
     return f"CAST({ref} AS {sql_type(col)})"
+
+
+def _interval(ref: str) -> str:
+    """Postgres' three interval fields (months, days, microseconds) from Debezium's ISO text (see
+    envelope.INTERVAL_ISO), kept apart as DuckDB's INTERVAL keeps them (it cannot CAST ISO 8601 text). A text
+    that does not match fails the cast of its empty parts, and so the landing."""
+    parts = f"regexp_extract({ref}, '{INTERVAL_ISO}', ['y', 'mo', 'd', 'h', 'mi', 's'])"
+
+    def part(name: str, typ: str = "BIGINT") -> str:
+        return f"CAST(struct_extract({parts}, '{name}') AS {typ})"
+
+    months = f"CAST({part('y')} * 12 + {part('mo')} AS INTEGER)"
+    micros = (f"{part('h')} * 3600000000 + {part('mi')} * 60000000 "
+              f"+ CAST({part('s', 'DECIMAL(38, 9)')} * 1000000 AS BIGINT)")
+    return f"to_months({months}) + to_days({part('d', 'INTEGER')}) + to_microseconds({micros})"
 
 
 def _infinities(ref: str, sentinels: dict[str, tuple[int, ...]], sql: str, otherwise: str) -> str:
