@@ -508,6 +508,20 @@ def test_added_column_with_default(bq_warehouse: BigQueryWarehouse) -> None:
     assert got == [(1, 1, "it's late"), (2, 2, "it's late"), (3, 3, "it's late"), (4, 4, None), (5, 5, "x")]
 
 
+def test_first_fold_spanning_an_added_column_with_default(bq_warehouse: BigQueryWarehouse) -> None:
+    """As tests/cdc/test_column_types.py::test_first_landing_spanning_an_added_column_with_default on DuckDB: the
+    first fold holds events from before and after the column was added; the older rows read the default."""
+    from tests.cdc.test_column_types import ID, _events
+
+    late = {"type": "string", "optional": True, "default": "it's late", "field": "late"}
+    bq_warehouse.land(Feed("evolving", "tc4a.public.evolving").batch([
+        *_events([ID], [{"id": 1}, {"id": 2}], 10),
+        *_events([ID, late], [{"id": 3, "late": None}, {"id": 4, "late": "x"}], 20)]))
+    bq_warehouse.fold(force=True)
+    got = [(r["id"], r["late"]) for r in rows(bq_warehouse, "evolving", "id")]
+    assert got == [(1, "it's late"), (2, "it's late"), (3, None), (4, "x")]
+
+
 # --- the lake's partitions (web tables), as on DuckDB (tests/web/test_lake_load.py) ----------------------
 
 

@@ -194,3 +194,19 @@ def test_added_column_with_default_and_widened_type(tmp_path):
     assert got == [(1, 1, "it's late"), (2, 2, "it's late"), (3, 3, "it's late"), (4, 4, None), (5, 5, "x"),
                    (6, 5_000_000_000, "it's late")]
     assert n_type == "BIGINT"
+
+
+def test_first_landing_spanning_an_added_column_with_default(tmp_path):
+    """The table's first landing holds events from before and after a column with a default was added (the
+    warehouse table is created with the column): the older events' rows read the default, as in Postgres."""
+    wh = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
+    late = {"type": "string", "optional": True, "default": "it's late", "field": "late"}
+    decoder = Decoder("evolving")
+    messages = [*_events([ID], [{"id": 1}, {"id": 2}], 10),
+                *_events([ID, late], [{"id": 3, "late": None}, {"id": 4, "late": "x"}], 20)]
+    for offset, (key, value) in enumerate(messages):
+        decoder.add("tc4a.public.evolving", 0, offset, key, value)
+    assert wh.land(decoder.reset()).new_events == 4
+    with wh.connect(read_only=True) as con:
+        got = con.execute("SELECT id, late FROM raw_cdc.evolving ORDER BY id").fetchall()
+    assert got == [(1, "it's late"), (2, "it's late"), (3, None), (4, "x")]

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
+from collections import Counter
 
 import pytest
 from confluent_kafka import Producer, TopicPartition
 from dagster import AssetKey, DagsterRun, DagsterRunStatus, build_sensor_context
 
+from corisync_assets.cdc.reconcile import lsn_int
 from corisync_assets.cdc.resnapshot import resnapshot
 from corisync_assets.cdc.sensors import build_lag_sensor
 from corisync_assets.local import broker
@@ -352,13 +356,15 @@ def assert_intervals_as_in_postgres(pg, pipe: Pipeline) -> None:
 def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatch):
     """Times, arrays, uuid/xml/inet, intervals (``interval.handling.mode=string``: Postgres' months, days and
     microseconds in an INTERVAL) and more through Postgres -> the real Debezium connector -> landing, streamed
-    and re-read by an incremental snapshot; expected values from Postgres itself. The table is added
-    to a copy of the connector config and the runner restarted with it (restored afterwards)."""
+    and re-read by an incremental snapshot; expected values from Postgres itself. Then schema changes: on this
+    table, and on a second one under continuous writes (schema_changes_under_writes). Both tables are added
+    to a copy of the connector config and the runner restarted with it once (restored afterwards)."""
     pg.execute("CREATE EXTENSION IF NOT EXISTS hstore")  # a trusted extension: the database owner may
-    pg.execute("DROP TABLE IF EXISTS type_samples")
+    pg.execute("DROP TABLE IF EXISTS type_samples, evolving_writes")
     pg.execute(TYPE_SAMPLES_DDL)
+    pg.execute(EVOLVING_DDL)
     config = json.loads(stack.connector_config.read_text())
-    config["config"]["table.include.list"] += ",public.type_samples"
+    config["config"]["table.include.list"] += ",public.type_samples,public.evolving_writes"
     path = tmp_path / "connector.json"
     path.write_text(json.dumps(config))
     try:
@@ -457,8 +463,144 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
                               "ORDER BY id").fetchall()
         assert got == want
         assert_intervals_as_in_postgres(pg, pipe)  # ... and intervals the same way as the stream
+
+        schema_changes_under_writes(stack, pg, pipe)  # captured by the same runner: no second restart
     finally:
         monkeypatch.delenv("CORISYNC_CONNECTOR_CONFIG")
         local_stack.stop_debezium(stack)
         local_stack.start_debezium(stack)
-        pg.execute("DROP TABLE IF EXISTS type_samples")
+        pg.execute("DROP TABLE IF EXISTS type_samples, evolving_writes")
+
+
+EVOLVING_DDL = """
+CREATE TABLE evolving_writes (
+  id bigint PRIMARY KEY, n integer NOT NULL, label varchar(10), amount numeric(6,2), gone text, old_name text)"""
+#: issue #9 §3, applied one by one while a writer keeps changing the table: (name, ALTER, the `after` field it
+#: adds and the one it removes in the change events, as Debezium sends them)
+EVOLUTION = [
+    ("add without default", "ADD COLUMN plain text", "plain", None),
+    ("add with default", "ADD COLUMN with_default text DEFAULT 'it''s a default'", "with_default", None),
+    ("drop", "DROP COLUMN gone", None, "gone"),
+    ("int -> bigint", "ALTER COLUMN n TYPE bigint", None, None),
+    ("varchar(10) -> text", "ALTER COLUMN label TYPE text", None, None),
+    ("numeric(6,2) -> numeric(12,4)", "ALTER COLUMN amount TYPE numeric(12,4)", None, None),
+    ("rename", "RENAME COLUMN old_name TO new_name", "new_name", "old_name"),
+    ("add NOT NULL", "ADD COLUMN required text NOT NULL DEFAULT 'req'", "required", None),
+]
+SEEDED = 30
+
+
+class Writer(threading.Thread):
+    """Keeps inserting, updating and deleting rows of evolving_writes on its own connection (autocommit, a
+    statement every ~10 ms) until stopped, counting every write as (op, id). Once a change widened a column it
+    writes values only the wider type holds (``widened``: names of EVOLUTION steps done)."""
+
+    def __init__(self, stack) -> None:
+        super().__init__(daemon=True)
+        self.stack, self.stop, self.widened = stack, threading.Event(), set()
+        self.writes: list[tuple[str, int]] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        rng, live, next_id = random.Random(7), list(range(1, SEEDED + 1)), 1000
+        try:
+            with pg_connect(self.stack) as conn:
+                conn.prepare_threshold = None  # no server-side plans held across the ALTERs
+                while not self.stop.is_set():
+                    i = len(self.writes)
+                    big = 5_000_000_000 if "int -> bigint" in self.widened else 0
+                    label = ("a label longer than ten" if "varchar(10) -> text" in self.widened else "w") + str(i)[-3:]
+                    amount = "123456.7891" if "numeric(6,2) -> numeric(12,4)" in self.widened else "12.34"
+                    if i % 5 == 4 and len(live) > SEEDED:
+                        victim = live.pop(SEEDED)  # one the writer inserted: seeded rows stay
+                        conn.execute("DELETE FROM evolving_writes WHERE id = %s", (victim,))
+                        self.writes.append(("d", victim))
+                    elif i % 2 == 0:
+                        conn.execute("INSERT INTO evolving_writes (id, n, label, amount) VALUES (%s, %s, %s, %s)",
+                                     (next_id, big + i, label, amount))
+                        live.append(next_id)
+                        self.writes.append(("c", next_id))
+                        next_id += 1
+                    else:
+                        row = rng.choice(live)
+                        conn.execute("UPDATE evolving_writes SET n = n + 1 + %s, label = %s, amount = %s "
+                                     "WHERE id = %s", (big, label, amount, row))
+                        self.writes.append(("u", row))
+                    time.sleep(0.01)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+
+def schema_changes_under_writes(stack, pg, pipe: Pipeline) -> None:
+    """Issue #9 §3 on a table under continuous writes: the changes of EVOLUTION one by one while a writer
+    thread inserts, updates and deletes (landing now and then meanwhile); then: the changelog holds one event
+    for every write, events of every change's old and new shape, and current state follows Postgres (existing
+    rows read an added column's default; a renamed column fills on a re-read)."""
+    pg.execute("INSERT INTO evolving_writes SELECT g, g, 's' || g, g * 1.25, 'gone ' || g, 'old ' || g "
+               f"FROM generate_series(1, {SEEDED}) g")
+    writer = Writer(stack)
+    writer.start()
+    boundaries = []  # WAL positions (before, after) of each change
+    try:
+        for step, (name, alter, _added, _removed) in enumerate(EVOLUTION):
+            done = len(writer.writes)
+            deadline = time.monotonic() + 10
+            while len(writer.writes) < done + 4 and writer.error is None:  # writes between two changes
+                assert time.monotonic() < deadline, f"the writer stalled before {name!r}"
+                time.sleep(0.01)
+            before = lsn_int(pg.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
+            pg.execute(f"ALTER TABLE evolving_writes {alter}")
+            boundaries.append((before, lsn_int(pg.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])))
+            writer.widened.add(name)
+            if step % 2:
+                pipe.materialize()  # some changes land between the schema changes, some in one batch across them
+        done = len(writer.writes)
+        while len(writer.writes) < done + 4 and writer.error is None:
+            time.sleep(0.01)
+    finally:
+        writer.stop.set()
+        writer.join(10)
+    assert writer.error is None, writer.error
+
+    expected = Counter(("c", i) for i in range(1, SEEDED + 1)) + Counter(writer.writes)
+
+    def changelog() -> list[tuple]:
+        return landed(pipe, "SELECT op, CAST(key->>'id' AS BIGINT), source_lsn, CAST(after AS VARCHAR) "
+                            "FROM raw_cdc.evolving_writes__changelog WHERE op <> 'r'") or []
+
+    pipe.materialize_until(lambda: Counter((op, k) for op, k, _, _ in changelog()) == expected, timeout=60,
+                           what="(every write of the writer in the changelog)")
+    events = [(lsn, json.loads(after)) for op, _, lsn, after in changelog() if op in ("c", "u")]
+    for (name, _alter, added, removed), (before, after) in zip(EVOLUTION, boundaries, strict=True):
+        old = [row for lsn, row in events if lsn < before]
+        new = [row for lsn, row in events if lsn > after]
+        assert old and new, f"{name}: no writes on both sides of the change"
+        for field in filter(None, (added, removed)):  # the changelog keeps each version as it came
+            assert all((field in row) == (field == removed) for row in old), (name, field)
+            assert all((field in row) == (field == added) for row in new), (name, field)
+    new_n = [row["n"] for lsn, row in events if lsn > boundaries[3][1]]
+    assert max(new_n) > 2**31  # values only the widened types hold came through
+    assert any(len(row["label"]) > 10 for lsn, row in events if lsn > boundaries[4][1])
+    assert "123456.7891" in {row["amount"] for lsn, row in events if lsn > boundaries[5][1]}
+
+    # current state follows: every column but the renamed one (drop + add: it holds values from the rename on)
+    columns = "id, n, label, amount, plain, with_default, required"
+    want = pg.execute(f"SELECT {columns} FROM evolving_writes ORDER BY id").fetchall()
+    with pipe.warehouse.connect(read_only=True) as con:
+        got = con.execute(f"SELECT {columns} FROM raw_cdc.evolving_writes ORDER BY id").fetchall()
+        landed_columns = {r[0] for r in con.execute("DESCRIBE raw_cdc.evolving_writes").fetchall()}
+        # rows last changed before the column with a default was added: they read the default, as in Postgres
+        stale = con.execute("SELECT count(*) FROM raw_cdc.evolving_writes WHERE _cdc_lsn < ?",
+                            [boundaries[1][0]]).fetchone()[0]
+    assert got == want
+    assert stale > 0 and {r[5] for r in want} == {"it's a default"}
+    assert {"plain", "with_default", "required", "new_name", "gone", "old_name"} <= landed_columns
+    resnapshot(stack, pipe.connector, "public.evolving_writes")  # ... and a re-read fills the renamed column
+
+    def equal() -> bool:
+        try:
+            return assert_equal_to_postgres(pg, pipe.warehouse, "evolving_writes") > 0
+        except AssertionError:
+            return False
+
+    pipe.materialize_until(equal, timeout=60, what="(evolving_writes after its re-read)")

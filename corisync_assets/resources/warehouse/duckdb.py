@@ -414,7 +414,6 @@ class DuckDBWarehouse(Warehouse):
             " _cdc_landed_at TIMESTAMPTZ)"
         )
         existing = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {cur})").fetchall())
-        added = set()
         for c in schema.columns:
             want = sql_type(c)
             if c.name not in existing:  # a new source column becomes a new column; existing rows get its default
@@ -423,15 +422,13 @@ class DuckDBWarehouse(Warehouse):
                 else:
                     con.execute(f"ALTER TABLE {cur} ADD COLUMN {q(c.name)} {want} DEFAULT {default_value(c)}")
                     con.execute(f"ALTER TABLE {cur} ALTER COLUMN {q(c.name)} DROP DEFAULT")
-                added.add(c.name)
             elif existing[c.name] != _canonical_type(con, want):  # e.g. int -> bigint, numeric(10,2) -> (12,4)
                 con.execute(f"ALTER TABLE {cur} ALTER COLUMN {q(c.name)} SET DATA TYPE {want}")
-        return added
 
     def _land_events(self, con, cur: str, log: str, batch: ChangeBatch, replay: bool = False) -> tuple[int, int]:
         if batch.schema is None:  # only truncates so far: the table's columns are still unknown
             raise ValueError(f"no row schema seen yet for table {batch.table!r}; cannot land a bare truncate")
-        added = self._ensure_tables(con, cur, log, batch)
+        self._ensure_tables(con, cur, log, batch)
         con.register("_incoming", batch.to_arrow())
         try:
             # Only positions are materialized: copying the payloads would cost more than the dedupe itself.
@@ -458,7 +455,7 @@ class DuckDBWarehouse(Warehouse):
                            _cdc_partition, _cdc_offset, now()
                     FROM (SELECT *, json_extract(_cdc_payload, ['$.before', '$.after']) AS _ba FROM _new)"""
                 )
-                self._apply_current(con, cur, batch, added, log if replay else None)
+                self._apply_current(con, cur, batch, log if replay else None)
             con.execute("DROP VIEW _new")
             con.execute("DROP TABLE _new_pos")
         finally:
@@ -466,11 +463,11 @@ class DuckDBWarehouse(Warehouse):
         return new, len(batch) - new
 
     @staticmethod
-    def _apply_current(con, cur: str, batch: ChangeBatch, added: set[str] = frozenset(),
-                       newer_in: str | None = None) -> None:
-        """Upsert the latest event per row into current state. ``added``: columns this landing added; an event
-        older than such a column has no value for it, and the row takes the column's default (as in
-        Postgres, where existing rows read the default of a column added with one). ``newer_in`` (replays):
+    def _apply_current(con, cur: str, batch: ChangeBatch, newer_in: str | None = None) -> None:
+        """Upsert the latest event per row into current state. An event older than a column with a default
+        has no value for it, and the row takes the column's default (as in Postgres, where existing rows read
+        the default of a column added with one), whether the column is new to the warehouse or the table
+        is (its first landing may span the change). ``newer_in`` (replays):
         the changelog; a row whose changelog holds a newer event than the replayed one keeps its state (a
         row's changes have increasing LSNs: Postgres' row lock orders them)."""
         schema = batch.schema
@@ -488,7 +485,7 @@ class DuckDBWarehouse(Warehouse):
         # The latest event per row: Debezium writes a row's key JSON the same way every time, so the key
         # text identifies the row without parsing; only the winners' payloads are parsed and cast.
         def value(col: Column) -> str:
-            if col.name in added and col.default is not None:
+            if col.default is not None and col.name not in schema.primary_key:
                 return (f"CASE WHEN json_exists(_cdc_payload, '$.after.{col.name}') THEN {sql_value(col, raw(col))} "
                         f"ELSE {default_value(col)} END")
             return sql_value(col, raw(col))
