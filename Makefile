@@ -15,6 +15,9 @@ export UV_COMPILE_BYTECODE := 1
 UV_BIN_DIR := $(CURDIR)/.corisync/bin
 export PATH := $(PATH):$(UV_BIN_DIR)
 PYTEST_ARGS ?=
+# pytest-xdist workers: the stack's tests share one worker (one stack per session), every other module goes to
+# whichever worker is free (see tests/conftest.py); 0 runs the suite in this process
+PYTEST_WORKERS ?= 2
 
 .PHONY: dev test install uv venv airbyte-connectors system-deps test-tools dashboard lint bench stack-up stack-down stack-status clean
 
@@ -26,7 +29,7 @@ dev: install dashboard
 ## make test: install everything (incl. test tools), run lint and the whole suite (fixtures start services)
 test: install test-tools
 	uv run ruff check .
-	uv run pytest $(PYTEST_ARGS)
+	uv run pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 install: system-deps venv airbyte-connectors
 

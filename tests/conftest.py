@@ -25,11 +25,20 @@ SECRET_VARS = ("CORISYNC_PG_PASSWORD", "CORISYNC_PG_CDC_PASSWORD", "DAGSTER_PG_P
                "CORISYNC_AIRBYTE_URL")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns xdist_group markers into scheduling groups
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``pollutes_topics`` run after all others: the session's stack is shared, and a message
     such a test leaves on a CDC topic (a poison message cannot be removed from Kafka) would land in every
-    later test that reads the topic from the start, and fail its ``no_dead_letters`` check."""
+    later test that reads the topic from the start, and fail its ``no_dead_letters`` check.
+
+    Under pytest-xdist (``make test`` runs two workers, ``--dist loadgroup``) every test that uses the stack
+    (or is marked ``stack``: it starts its own on nearby ports) goes to one worker, in this order, so the
+    session starts one stack; any other test goes with its module (module fixtures start once)."""
     items.sort(key=lambda item: item.get_closest_marker("pollutes_topics") is not None)
+    for item in items:
+        on_stack = "stack" in item.fixturenames or item.get_closest_marker("stack") is not None
+        group = "stack" if on_stack else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
