@@ -73,10 +73,11 @@ uv:
 	ln -sfn "$$bin" "$(UV_BIN_DIR)/uv"; \
 	echo "uv: $$bin (linked as $(UV_BIN_DIR)/uv; add that directory to PATH to run uv yourself)"
 
-# Java 17 (Debezium's JVM) and PostgreSQL 15 server binaries (the project-owned cluster), from apt if missing.
+# A Java 17 JDK (Debezium's JVM, and javac for CoriSync's converter jar) and PostgreSQL 15 server binaries (the
+# project-owned cluster), from apt if missing.
 system-deps:
 	@missing=""; \
-	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
+	command -v javac >/dev/null 2>&1 || missing="$$missing openjdk-17-jdk-headless"; \
 	[ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql-15"; \
 	if [ -n "$$missing" ]; then \
 		echo "system-deps: installing$$missing"; \
