@@ -296,7 +296,14 @@ CREATE TABLE IF NOT EXISTS type_samples (
   id bigint PRIMARY KEY, t time, ttz timetz, labels text[], counts integer[], ref uuid, doc xml, addr inet,
   span interval, span2 interval, small integer, m money, r int4range, h hstore, f float8, f4 real, nu numeric, d date,
   ts timestamp, tz timestamptz, b bytea, ch char(3), dropped text, renamed text, grid integer[][],
-  words text[][], days date[])"""
+  words text[][], days date[], net cidr, mac macaddr, pct percent_d, label label_d)"""
+#: domains over numeric(5,2) and text, created before the table
+DOMAINS_DDL = ("DROP DOMAIN IF EXISTS percent_d CASCADE; DROP DOMAIN IF EXISTS label_d CASCADE; "
+               "CREATE DOMAIN percent_d AS numeric(5,2) CHECK (VALUE BETWEEN 0 AND 100); "
+               "CREATE DOMAIN label_d AS varchar(20) NOT NULL DEFAULT 'none'")
+#: id -> (net, mac, pct, label)
+NETWORK_DOMAINS = {1: ("10.1.0.0/16", "08:00:2b:01:02:03", "12.50", "x,y"), 2: ("::1/128", None, "100.00", "ñ"),
+                   3: (None, None, None, "none")}
 #: id -> (grid, words, days): arrays of two and three dimensions with NULLs, quotes and commas (Debezium's own
 #: mapping sends them as [null, null]: CoriSync's ArrayJsonConverter sends their JSON), a date array
 ARRAYS_ND = {
@@ -369,6 +376,7 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
     to a copy of the connector config and the runner restarted with it once (restored afterwards)."""
     pg.execute("CREATE EXTENSION IF NOT EXISTS hstore")  # a trusted extension: the database owner may
     pg.execute("DROP TABLE IF EXISTS type_samples, evolving_writes")
+    pg.execute(DOMAINS_DDL)
     pg.execute(TYPE_SAMPLES_DDL)
     pg.execute(EVOLVING_DDL)
     config = json.loads(stack.connector_config.read_text())
@@ -389,6 +397,8 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
                             [(*values, i) for i, values in MORE_TYPES.items()])
             cur.executemany("UPDATE type_samples SET (grid, words, days) = (%s, %s, %s::date[]) WHERE id = %s",
                             [(*values, i) for i, values in ARRAYS_ND.items()])
+            cur.executemany("UPDATE type_samples SET (net, mac, pct, label) = (%s, %s, %s, %s) WHERE id = %s",
+                            [(*values, i) for i, values in NETWORK_DOMAINS.items()])
         deadline, metadata = time.monotonic() + 90, {}
         while time.monotonic() < deadline:
             metadata = {**metadata, **{k: v for k, v in pipe.materialize().items() if v["events_landed"]}}
@@ -417,6 +427,18 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
             assert [json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(g)] == \
                    [json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(w)], g[0]
         assert "type_warnings" not in metadata["type_samples"]  # every column has a faithful type
+        # cidr and macaddr as their text; domains with their values exact: a text domain as VARCHAR, a numeric
+        # one as its exact text (Debezium names only the domain, not its base type: see the README's type table)
+        want = pg.execute("SELECT id, net::text, mac::text, pct::text, label::text FROM type_samples ORDER BY id"
+                          ).fetchall()
+        with pipe.warehouse.connect(read_only=True) as con:
+            got = con.execute("SELECT id, net, mac, CAST(pct AS VARCHAR), label FROM raw_cdc.type_samples "
+                              "ORDER BY id").fetchall()
+            types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                     "WHERE table_name = 'type_samples' AND column_name IN ('net', 'label')"
+                                     ).fetchall())
+        assert got == want
+        assert types == {"net": "VARCHAR", "label": "VARCHAR"}
         assert_intervals_as_in_postgres(pg, pipe)
         more = ("m::numeric::text, r::text, hstore_to_json(h)::text, f, f4, nu::text, d::text, ts::text, "
                 "CASE WHEN isfinite(tz) THEN to_char(tz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') "
@@ -493,6 +515,7 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
         local_stack.stop_debezium(stack)
         local_stack.start_debezium(stack)
         pg.execute("DROP TABLE IF EXISTS type_samples, evolving_writes")
+        pg.execute("DROP DOMAIN IF EXISTS percent_d, label_d")
 
 
 EVOLVING_DDL = """
