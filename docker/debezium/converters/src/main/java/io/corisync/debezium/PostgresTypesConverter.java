@@ -11,17 +11,20 @@ import io.debezium.spi.converter.CustomConverter;
 import io.debezium.spi.converter.RelationalColumn;
 
 /**
- * Sends every Postgres array column as the JSON text of its value, nesting kept ({@code io.debezium.data.Json}).
+ * CoriSync's converter for the Postgres types Debezium 3.6.3 does not send faithfully.
  *
- * <p>Debezium's own array mapping has one dimension in its Connect schema: a two-dimensional value such as
- * {@code '{{1,2},{3,4}}'} arrives as {@code [null,null]}. Postgres does not fix an array column's
- * dimensions, so this converter takes every array column (type names starting with {@code _}) and writes
- * its elements recursively: numbers and booleans as JSON literals, NULL as null, anything else as the JSON
- * string of its text (as {@code array_to_json} does for text, uuid, enums).
+ * <p><b>Arrays</b>: every array column as the JSON text of its value, nesting kept ({@code io.debezium.data.Json}).
+ * Debezium's own array mapping has one dimension in its Connect schema: a two-dimensional value such as
+ * {@code '{{1,2},{3,4}}'} arrives as {@code [null,null]}. Postgres does not fix an array column's dimensions,
+ * so every array column (type names starting with {@code _}) is written recursively: numbers and booleans as
+ * JSON literals, NULL as null, anything else as the JSON string of its text (as {@code array_to_json} does for
+ * text, uuid, enums, dates).
  *
- * <p>Configured as {@code converters=arrays}, {@code arrays.type=io.corisync.debezium.ArrayJsonConverter}.
+ * <p><b>Domains over numeric</b>: see {@link DomainDecimal}.
+ *
+ * <p>Configured as {@code converters=pgtypes}, {@code pgtypes.type=io.corisync.debezium.PostgresTypesConverter}.
  */
-public class ArrayJsonConverter implements CustomConverter<SchemaBuilder, RelationalColumn> {
+public class PostgresTypesConverter implements CustomConverter<SchemaBuilder, RelationalColumn> {
 
     public static final String JSON_SCHEMA_NAME = "io.debezium.data.Json";
 
@@ -32,6 +35,10 @@ public class ArrayJsonConverter implements CustomConverter<SchemaBuilder, Relati
     @Override
     public void converterFor(RelationalColumn column, ConverterRegistration<SchemaBuilder> registration) {
         String type = column.typeName();
+        if (type != null && DomainDecimal.isNumericDomain(column)) {
+            DomainDecimal.register(column, registration);
+            return;
+        }
         if (type == null || !type.startsWith("_")) {
             return;
         }
