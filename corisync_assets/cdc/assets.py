@@ -94,8 +94,8 @@ def report_metadata(report: TableReport, row_count: int | None = None, feed: Fee
         metadata["source_transactions_landed"] = feed.transactions
         metadata["events_waiting_for_transaction_end"] = feed.held
         metadata["events_released_without_transaction_end"] = feed.forced
-    if report.type_fallbacks:
-        metadata["type_warnings"] = MetadataValue.json(dict(sorted(report.type_fallbacks.items())))
+    if report.type_warnings:
+        metadata["type_warnings"] = MetadataValue.json(dict(sorted(report.type_warnings.items())))
     if row_count is not None:
         metadata["dagster/row_count"] = row_count
     return metadata
@@ -157,7 +157,7 @@ def build_raw_cdc_assets(connector: ConnectorConfig) -> list[AssetsDefinition]:
         held = warehouse.dead_letter_summary()
         for name, key in by_table.items():
             t = report.tables[name]
-            for column, why in sorted(t.type_fallbacks.items()):
+            for column, why in sorted(t.type_warnings.items()):
                 context.log.warning(f"{t.table}.{column}: {why}")
             context.log.info(f"{t.topic}: {t.new_events} new events landed ({dict(t.ops)}), "
                              f"{t.duplicates} already landed, {t.dead_letters} dead letters")

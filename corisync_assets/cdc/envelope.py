@@ -25,11 +25,14 @@ OPS = {"r", "c", "u", "d", "t"}
 RESERVED_PREFIX = "_cdc_"
 #: how Debezium's PostgreSQL connector (3.6.3) sends Postgres' +/-infinity: dates as epoch days that overflow
 #: 32 bits, differently when streamed (Postgres' INT_MAX/INT_MIN shifted to 1970) and when read by a snapshot
-#: (PgJDBC's infinity milliseconds in days); timestamps as PgJDBC's infinity constants (whatever the precision
-#: mode); timestamptz as the text 'infinity'/'-infinity'. Warehouses map them back (DuckDB: infinity;
-#: BigQuery, which has none: the ends of its ranges). Seen through the real connector: test_raw_cdc_e2e.py.
+#: (PgJDBC's infinity milliseconds in days); timestamps as PgJDBC's infinity constants, or under
+#: ``time.precision.mode=nanoseconds`` as the ends of a long; timestamptz as the text 'infinity'/'-infinity'.
+#: Warehouses map them back (DuckDB: infinity; BigQuery, which has none: the ends of its ranges). Seen through
+#: the real connector: test_raw_cdc_e2e.py.
+#: Debezium's text of a numeric NaN (``decimal.handling.mode=string``; Postgres writes ``NaN``), as JSON
+NAN_WIRE = b'"NAN"'
 DATE_INFINITY = {"infinity": (-2147472692, -622191234), "-infinity": (-2147472691, -625821272)}
-TIMESTAMP_INFINITY = {"infinity": (9223372036825200000,), "-infinity": (-9223372036832400000,)}
+TIMESTAMP_INFINITY = {"infinity": (9223372036825200000, 2**63 - 1), "-infinity": (-9223372036832400000, -2**63)}
 #: how Debezium's PostgreSQL connector (3.6.3) sends an interval with ``interval.handling.mode=string``
 #: (``io.debezium.time.Interval``): PgJDBC's parts of Postgres' interval, every part present and signed on its
 #: own, the time part not normalized to days (hours may exceed 24), seconds a plain decimal up to the
@@ -70,6 +73,14 @@ class Column:
     source_type: str | None = None
     fallback: str | None = None
     default: str | None = None  # the column's constant default in Postgres (JSON text of its wire value)
+
+    @property
+    def fixed_decimal(self) -> bool:
+        """A numeric(p,s) both warehouses hold as a decimal of that precision (p <= 38). Such a decimal has no
+        NaN, which Postgres allows in it: a NaN lands as NULL there, counted in the run's type warnings
+        (:meth:`ChangeBatch.nan_decimals`); the changelog keeps the event's NaN. Any other numeric lands as
+        its exact text, NaN included."""
+        return self.logical_type == "decimal" and self.precision is not None and self.precision <= 38
 
 
 @dataclass(frozen=True)
@@ -201,6 +212,21 @@ class ChangeBatch:
     @property
     def ops(self) -> Counter:
         return Counter(row[_OP] for row in self.rows)
+
+    def nan_decimals(self) -> Counter:
+        """Per numeric(p,s) column (:attr:`Column.fixed_decimal`), the events whose new row holds NaN (Debezium's
+        ``NAN``): they land as NULL. Only payloads containing that JSON string are parsed."""
+        columns = [c.name for c in self.schema.columns if c.fixed_decimal] if self.schema else []
+        found: Counter = Counter()
+        if columns:
+            for row in self.rows:
+                payload = row[_PAYLOAD_COLUMN]
+                if isinstance(payload, str):
+                    payload = payload.encode()
+                if payload is not None and NAN_WIRE in payload:
+                    after = orjson.loads(payload).get("after") or {}
+                    found.update(c for c in columns if after.get(c) == "NAN")
+        return found
 
     @property
     def max_source_ts_ms(self) -> int | None:

@@ -59,6 +59,8 @@ class TableReport:
     lag_after: dict[tuple[str, int], LagInfo] = field(default_factory=dict)
     #: column -> why it landed as its exact text (no faithful mapping for its type)
     type_fallbacks: dict[str, str] = field(default_factory=dict)
+    #: column -> NaN values of a numeric(p,s) column landed as NULL (its decimal type has no NaN)
+    nan_as_null: Counter = field(default_factory=Counter)
     #: error -> dead letters of this run or cycle (as decoded; the warehouse drops ones it already holds)
     dead_letter_errors: Counter = field(default_factory=Counter)
 
@@ -66,6 +68,7 @@ class TableReport:
         self.batches += 1
         if batch.schema is not None:
             self.type_fallbacks.update({c.name: c.fallback for c in batch.schema.columns if c.fallback})
+            self.nan_as_null.update(batch.nan_decimals())
         self.dead_letter_errors.update(d.error for d in batch.dead_letters)
         self.messages += batch.messages
         self.new_events += result.new_events
@@ -79,6 +82,15 @@ class TableReport:
         newest = batch.max_source_ts_ms
         if newest is not None:
             self.max_source_ts_ms = max(self.max_source_ts_ms or 0, newest)
+
+
+    @property
+    def type_warnings(self) -> dict[str, str]:
+        """Column -> what did not land as itself: values landed as their exact text, NaN landed as NULL."""
+        return {**self.type_fallbacks, **{
+            column: f"{n} NaN value(s) landed as NULL: a decimal of the column's precision has no NaN (the "
+                    "changelog keeps the event, NaN included)"
+            for column, n in self.nan_as_null.items()}}
 
 
 #: kept for callers of the single-table API

@@ -575,8 +575,8 @@ def test_a_finished_resnapshot_drops_rows_older_than_its_request_as_on_duckdb(bq
 def test_infinities_nan_and_money(bq_warehouse: BigQueryWarehouse) -> None:
     """Postgres' +/-infinity (dates and timestamps as Debezium encodes them: wrapped epoch days, PgJDBC's
     constants, the text 'infinity') land as the ends of BigQuery's ranges (GoogleSQL has no infinity; DuckDB
-    keeps infinity, tests/cdc/test_raw_cdc_e2e.py); unconstrained numeric NaN as Postgres' text 'NaN'; money as
-    NUMERIC(19, 2). Wire values as the real connector sent them in that test."""
+    keeps infinity, tests/cdc/test_raw_cdc_e2e.py); unconstrained numeric NaN as Postgres' text 'NaN', a NaN in
+    a numeric(p,s) as NULL; money as NUMERIC(19, 2). Wire values as the real connector sent them in that test."""
     from datetime import date
     from decimal import Decimal
 
@@ -590,20 +590,30 @@ def test_infinities_nan_and_money(bq_warehouse: BigQueryWarehouse) -> None:
         {"type": "string", "optional": True, "field": "nu",
          "parameters": {"__debezium.source.column.type": "NUMERIC", "__debezium.source.column.length": "131089"}},
         {"type": "string", "optional": True, "field": "m", "parameters": {"__debezium.source.column.type": "MONEY"}},
+        {"type": "string", "optional": True, "field": "fx", "parameters": {
+            "__debezium.source.column.type": "NUMERIC", "__debezium.source.column.length": "6",
+            "__debezium.source.column.scale": "2"}},
+        {"type": "int64", "optional": True, "name": "io.debezium.time.NanoTimestamp", "version": 1, "field": "tsn"},
     ]
-    wire = [{"id": 1, "d": -2147472692, "ts": 9223372036825200000, "tz": "infinity", "nu": "NAN", "m": "12.34"},
-            {"id": 2, "d": -2147472691, "ts": -9223372036832400000, "tz": "-infinity", "nu": "1.5", "m": "-1.50"},
-            {"id": 3, "d": -719162, "ts": 0, "tz": "2024-03-31T01:30:00.000000Z", "nu": None, "m": None}]
+    wire = [{"id": 1, "d": -2147472692, "ts": 9223372036825200000, "tz": "infinity", "nu": "NAN", "m": "12.34",
+             "fx": "NAN", "tsn": 2**63 - 1},
+            {"id": 2, "d": -2147472691, "ts": -9223372036832400000, "tz": "-infinity", "nu": "1.5", "m": "-1.50",
+             "fx": "12.50", "tsn": -2**63},
+            {"id": 3, "d": -719162, "ts": 0, "tz": "2024-03-31T01:30:00.000000Z", "nu": None, "m": None, "fx": None,
+             "tsn": 1_000}]
     bq_warehouse.land(Feed("infinities", "tc4a.public.infinities").batch(_events(fields, wire, 10)))
     bq_warehouse.fold(force=True)
-    got = [(r["d"], r["ts"], r["tz"], r["nu"], r["m"]) for r in rows(bq_warehouse, "infinities", "id")]
+    got = [(r["d"], r["ts"], r["tz"], r["nu"], r["m"], r["fx"], r["tsn"])
+           for r in rows(bq_warehouse, "infinities", "id")]
     utc = datetime.fromisoformat("2024-03-31T01:30:00+00:00")
+    # numeric(6,2) NaN: NULL (a NUMERIC has no NaN); infinity as nanoseconds (the ends of a long): as above
     assert got == [
         (date(9999, 12, 31), datetime(9999, 12, 31, 23, 59, 59, 999999),
-         datetime.fromisoformat("9999-12-31T23:59:59.999999+00:00"), "NaN", Decimal("12.34")),
+         datetime.fromisoformat("9999-12-31T23:59:59.999999+00:00"), "NaN", Decimal("12.34"), None,
+         datetime(9999, 12, 31, 23, 59, 59, 999999)),
         (date(1, 1, 1), datetime(1, 1, 1), datetime.fromisoformat("0001-01-01T00:00:00+00:00"), "1.5",
-         Decimal("-1.50")),
-        (date(1, 1, 1), datetime(1970, 1, 1), utc, None, None)]
+         Decimal("-1.50"), Decimal("12.50"), datetime(1, 1, 1)),
+        (date(1, 1, 1), datetime(1970, 1, 1), utc, None, None, None, datetime(1970, 1, 1, 0, 0, 0, 1))]
 
 
 def test_intervals_land_as_their_three_fields_as_on_duckdb(bq_warehouse: BigQueryWarehouse) -> None:

@@ -126,6 +126,39 @@ def test_a_runs_report_carries_the_fallbacks():
     assert set(report.type_fallbacks) == {"span", "spot"}
 
 
+FIXED = {"type": "string", "optional": True, "field": "price", "parameters": {
+    "__debezium.source.column.type": "NUMERIC", "__debezium.source.column.length": "6",
+    "__debezium.source.column.scale": "2"}}
+FREE = {"type": "string", "optional": True, "field": "ratio", "parameters": {
+    "__debezium.source.column.type": "NUMERIC", "__debezium.source.column.length": "131089"}}
+
+
+def test_nan_in_a_numeric_p_s_lands_as_null_and_is_counted(tmp_path):
+    """Postgres allows NaN in a numeric(6,2); a DECIMAL(6,2) has none: it lands as NULL, the run's report counts
+    it per column, and the changelog keeps the event's NaN. Unconstrained numeric keeps it as its text. A string
+    column holding the text NAN is not counted."""
+    wire = [{"id": 1, "price": "NAN", "ratio": "NAN", "note": "NAN"}, {"id": 2, "price": "12.50", "ratio": "1.5",
+            "note": None}, {"id": 3, "price": None, "ratio": None, "note": "x"}, {"id": 4, "price": "NAN",
+            "ratio": "2", "note": None}]
+    fields = [ID, FIXED, FREE, {"type": "string", "optional": True, "field": "note"}]
+    decoder = Decoder("evolving")
+    for offset, (key, value) in enumerate(_events(fields, wire, 10)):
+        decoder.add("tc4a.public.evolving", 0, offset, key, value)
+    batch = decoder.reset()
+    wh = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
+    report = TableReport(table="evolving", topic="tc4a.public.evolving")
+    report.add(batch, wh.land(batch))
+    assert set(report.type_warnings) == {"price"} and report.type_warnings["price"].startswith("2 NaN value(s)")
+    with wh.connect(read_only=True) as con:
+        got = con.execute("SELECT id, CAST(price AS VARCHAR), ratio, typeof(price) FROM raw_cdc.evolving "
+                          "ORDER BY id").fetchall()
+        kept = con.execute("SELECT after ->> 'price' FROM raw_cdc.evolving__changelog ORDER BY source_lsn"
+                           ).fetchall()
+    assert got == [(1, None, "NaN", "DECIMAL(6,2)"), (2, "12.50", "1.5", "DECIMAL(6,2)"),
+                   (3, None, None, "DECIMAL(6,2)"), (4, None, "2", "DECIMAL(6,2)")]
+    assert kept == [("NAN",), ("12.50",), (None,), ("NAN",)]
+
+
 #: Debezium's text of an interval (interval.handling.mode=string), as the real connector sent these, -> Postgres'
 #: three fields (months, days, microseconds), worked out by hand. The last one is at the ends of Postgres' range.
 INTERVALS = {

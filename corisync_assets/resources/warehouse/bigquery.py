@@ -101,7 +101,7 @@ def bq_type(col: Column) -> str:
     t = col.logical_type
     if t == "decimal":
         p, s = col.precision, col.scale or 0
-        if p is not None and p <= 38:
+        if col.fixed_decimal:
             if s <= _NUMERIC_SCALE and p - s <= _NUMERIC_INT:
                 return f"NUMERIC({p}, {s})" if p >= 1 else "NUMERIC"
             if s <= _BIGNUMERIC_SCALE and p - s <= _BIGNUMERIC_INT:
@@ -183,8 +183,8 @@ def sql_value(col: Column, ref: str) -> str:
     if t == "bytes":
         return f"FROM_BASE64({ref})"
     target = bq_type(col)
-    if t == "decimal" and target == "STRING":  # Debezium writes numeric NaN as NAN; Postgres as NaN
-        return f"REPLACE({ref}, 'NAN', 'NaN')"
+    if t == "decimal":  # Debezium writes numeric NaN as NAN, Postgres as NaN; a NUMERIC has none: NULL
+        return f"REPLACE({ref}, 'NAN', 'NaN')" if target == "STRING" else f"CAST(NULLIF({ref}, 'NAN') AS {target})"
     return ref if target == "STRING" else f"CAST({ref} AS {target})"
 
 

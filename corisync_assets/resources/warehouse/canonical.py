@@ -122,8 +122,11 @@ def native_order(dialect: str, col: PgColumn, landed_type: str | None) -> bool:
 # --- Postgres -------------------------------------------------------------------------------------------------
 
 
-def postgres_text(col: PgColumn, ref: str) -> str:
-    """Canonical text of column reference ``ref`` (already quoted) in Postgres (NULL stays NULL)."""
+def postgres_text(col: PgColumn, ref: str, *, no_nan: bool = False) -> str:
+    """Canonical text of column reference ``ref`` (already quoted) in Postgres (NULL stays NULL). ``no_nan``: the
+    numeric column landed as a decimal type, which has no NaN: a NaN landed as NULL (envelope.Column.fixed_decimal)."""
+    if no_nan and col.kind == "numeric":
+        return f"NULLIF({ref}::text, 'NaN')"
     if col.kind in ("float4", "float8"):
         return float_bits(POSTGRES, ref)
     if col.kind == "timetz":

@@ -45,7 +45,7 @@ def q(name: str) -> str:
 def sql_type(col: Column) -> str:
     t = col.logical_type
     if t == "decimal":
-        if col.precision is not None and col.precision <= 38:
+        if col.fixed_decimal:
             return f"DECIMAL({col.precision},{col.scale or 0})"
         return "VARCHAR"  # unconstrained numeric: keep the exact text rather than round it
     if t == "timestamp" and col.scale == 9:
@@ -88,8 +88,9 @@ def sql_value(col: Column, ref: str) -> str:
         return f"from_base64({ref})"
     if t == "text":  # a JSON string's own text; any other JSON value's text
         return f"CASE WHEN json_type({ref}) = 'VARCHAR' THEN {ref} ->> '$' ELSE CAST({ref} AS VARCHAR) END"
-    if t == "decimal" and sql_type(col) == "VARCHAR":  # Debezium writes numeric NaN as NAN; Postgres as NaN
-        return f"replace({ref}, 'NAN', 'NaN')"
+    if t == "decimal":  # Debezium writes numeric NaN as NAN, Postgres as NaN; a DECIMAL has none: NULL
+        return f"CAST(NULLIF({ref}, 'NAN') AS {sql_type(col)})" if col.fixed_decimal else \
+            f"replace({ref}, 'NAN', 'NaN')"
     return f"CAST({ref} AS {sql_type(col)})"
 
 
