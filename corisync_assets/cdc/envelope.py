@@ -29,10 +29,10 @@ RESERVED_PREFIX = "_cdc_"
 #: ``time.precision.mode=nanoseconds`` as the ends of a long; timestamptz as the text 'infinity'/'-infinity'.
 #: Warehouses map them back (DuckDB: infinity; BigQuery, which has none: the ends of its ranges). Seen through
 #: the real connector: test_raw_cdc_e2e.py.
-#: Debezium's text of a numeric NaN (``decimal.handling.mode=string``; Postgres writes ``NaN``), as JSON
-NAN_WIRE = b'"NAN"'
 DATE_INFINITY = {"infinity": (-2147472692, -622191234), "-infinity": (-2147472691, -625821272)}
 TIMESTAMP_INFINITY = {"infinity": (9223372036825200000, 2**63 - 1), "-infinity": (-9223372036832400000, -2**63)}
+#: Debezium's text of a numeric NaN (``decimal.handling.mode=string``; Postgres writes ``NaN``), as JSON
+NAN_WIRE = b'"NAN"'
 #: how Debezium's PostgreSQL connector (3.6.3) sends an interval with ``interval.handling.mode=string``
 #: (``io.debezium.time.Interval``): PgJDBC's parts of Postgres' interval, every part present and signed on its
 #: own, the time part not normalized to days (hours may exceed 24), seconds a plain decimal up to the

@@ -83,7 +83,6 @@ class TableReport:
         if newest is not None:
             self.max_source_ts_ms = max(self.max_source_ts_ms or 0, newest)
 
-
     @property
     def type_warnings(self) -> dict[str, str]:
         """Column -> what did not land as itself: values landed as their exact text, NaN landed as NULL."""

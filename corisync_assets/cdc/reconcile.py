@@ -400,9 +400,9 @@ def _compare(pg, reader: SqlReader, ref: TableRef, point: ConsistentPoint, resul
         pg_side.key_refs.append(f"{relation}.{ident(c.name)}{collate}" if native else f"({text}) COLLATE \"C\"")
         pg_side.key_params.append(f"%s::{c.type_name}" if native else "%s::text")
         pg_side.key_texts.append(text)
-    pg_side.column_texts = [canon.postgres_text(c, ident(c.name), no_nan=c.kind == "numeric" and landed is not None
-                                                and canon.native_order(reader.dialect, c, landed.get(c.name)))
-                            for c in compared]
+    # a numeric landed as a decimal type holds NULL where Postgres has NaN
+    pg_side.column_texts = [canon.postgres_text(c, ident(c.name), no_nan=landed is not None and canon.native_order(
+        reader.dialect, c, landed.get(c.name))) for c in compared]
     order = ", ".join(pg_side.key_refs)
 
     if landed is None:  # the whole table is missing from the warehouse
