@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 import responses
-from dagster import AssetKey, Failure, materialize
+from dagster import AssetKey, DagsterInstance, Failure, materialize
 
 from corisync_assets.airbyte import assets as airbyte_assets_module
 from corisync_assets.airbyte.assets import build_airbyte_assets
@@ -63,11 +63,18 @@ def _sheets(assets):
     return next(a for a in assets if a.op.name == "airbyte_training_sheets")
 
 
-def test_keys_come_from_the_workspace(env) -> None:
+def test_keys_come_from_the_workspace(env, monkeypatch) -> None:
     s, double, _ = env
+
+    def no_instance(*_args, **_kwargs):
+        raise AssertionError("definitions load built an ephemeral DagsterInstance for the Airbyte workspace")
+
+    # the workspace is initialized (its EnvVar credentials resolved) without one: building it costs ~0.8 s a load
+    monkeypatch.setattr(DagsterInstance, "ephemeral", no_instance)
     _, assets = _assets(s)
     assert {k for a in assets for k in a.keys} == EXPECTED_KEYS
     assert "POST /api/v1/connections/get" in double.calls  # really read from the API, not the snapshot
+    assert "POST /api/public/v1/applications/token" in double.calls  # with the credentials the EnvVars name
     spec = next(spec for a in assets for spec in a.specs if spec.key.path[-1] == "course_pages")
     assert spec.group_name == "airbyte"
 
