@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -31,8 +31,8 @@ RESERVED_PREFIX = "_cdc_"
 #: the real connector: test_raw_cdc_e2e.py.
 DATE_INFINITY = {"infinity": (-2147472692, -622191234), "-infinity": (-2147472691, -625821272)}
 TIMESTAMP_INFINITY = {"infinity": (9223372036825200000, 2**63 - 1), "-infinity": (-9223372036832400000, -2**63)}
-#: Debezium's text of a numeric NaN (``decimal.handling.mode=string``; Postgres writes ``NaN``), as JSON
-NAN_WIRE = b'"NAN"'
+#: Debezium's text of a numeric NaN (``decimal.handling.mode=string``; Postgres writes ``NaN``)
+NAN_WIRE = "NAN"
 #: how Debezium's PostgreSQL connector (3.6.3) sends an interval with ``interval.handling.mode=string``
 #: (``io.debezium.time.Interval``): PgJDBC's parts of Postgres' interval, every part present and signed on its
 #: own, the time part not normalized to days (hours may exceed 24), seconds a plain decimal up to the
@@ -78,7 +78,7 @@ class Column:
     def fixed_decimal(self) -> bool:
         """A numeric(p,s) both warehouses hold as a decimal of that precision (p <= 38). Such a decimal has no
         NaN, which Postgres allows in it: a NaN lands as NULL there, counted in the run's type warnings
-        (:meth:`ChangeBatch.nan_decimals`); the changelog keeps the event's NaN. Any other numeric lands as
+        (:attr:`ChangeBatch.nan_decimals`); the changelog keeps the event's NaN. Any other numeric lands as
         its exact text, NaN included."""
         return self.logical_type == "decimal" and self.precision is not None and self.precision <= 38
 
@@ -91,6 +91,11 @@ class TableSchema:
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @cached_property
+    def fixed_decimals(self) -> tuple[str, ...]:
+        """Names of the numeric(p,s) columns (:attr:`Column.fixed_decimal`)."""
+        return tuple(c.name for c in self.columns if c.fixed_decimal)
 
 
 #: Debezium semantic types of time of day: the Connect value counts units since midnight
@@ -194,6 +199,9 @@ class ChangeBatch:
     #: landed before: current-state rows whose last event is older are gone in Postgres
     #: (`corisync_assets.cdc.snapshots`)
     snapshot_ends: list[int] = field(default_factory=list)
+    #: per numeric(p,s) column (:attr:`Column.fixed_decimal`), the events whose new row holds NaN (Debezium's
+    #: ``NAN``): they land as NULL
+    nan_decimals: Counter = field(default_factory=Counter)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -212,21 +220,6 @@ class ChangeBatch:
     @property
     def ops(self) -> Counter:
         return Counter(row[_OP] for row in self.rows)
-
-    def nan_decimals(self) -> Counter:
-        """Per numeric(p,s) column (:attr:`Column.fixed_decimal`), the events whose new row holds NaN (Debezium's
-        ``NAN``): they land as NULL. Only payloads containing that JSON string are parsed."""
-        columns = [c.name for c in self.schema.columns if c.fixed_decimal] if self.schema else []
-        found: Counter = Counter()
-        if columns:
-            for row in self.rows:
-                payload = row[_PAYLOAD_COLUMN]
-                if isinstance(payload, str):
-                    payload = payload.encode()
-                if payload is not None and NAN_WIRE in payload:
-                    after = orjson.loads(payload).get("after") or {}
-                    found.update(c for c in columns if after.get(c) == "NAN")
-        return found
 
     @property
     def max_source_ts_ms(self) -> int | None:
@@ -334,6 +327,7 @@ class Decoder:
         b.offsets[(topic, partition)] = (first_last[0] if first_last else entries[0][0], entries[-1][0])
         append, loads, full = b.rows.append, orjson.loads, self._add_full
         vprefix, kprefix, schema = self._fast or (None, None, None)
+        decimals = schema.fixed_decimals if schema is not None else ()
         for entry in entries:
             offset, key, value = entry[0], entry[1], entry[2]
             if value is None:
@@ -356,11 +350,17 @@ class Decoder:
                             op, lsn, source.get("txId"), source.get("ts_ms"), str(source.get("snapshot", "false")),
                             topic, partition, offset, key_json, payload_raw,
                         ))
+                        if decimals and op != "d":  # NaN in a numeric(p,s): lands as NULL, counted
+                            after = payload["after"]
+                            for name in decimals:
+                                if after.get(name) == NAN_WIRE:
+                                    b.nan_decimals[name] += 1
                         continue
                 except Exception:  # the full path below decides (and names the error)
                     pass
             full(b, topic, partition, offset, key, value)
             vprefix, kprefix, schema = self._fast or (None, None, None)
+            decimals = schema.fixed_decimals if schema is not None else ()
 
     def _add_full(self, b: ChangeBatch, topic: str, partition: int, offset: int, key: bytes | None,
                   value: bytes) -> None:
@@ -414,6 +414,8 @@ class Decoder:
             op, lsn, source.get("txId"), source.get("ts_ms"), str(source.get("snapshot", "false")), topic,
             partition, offset, key_json or None, payload_raw,
         ))
+        if op in ("r", "c", "u"):  # NaN in a numeric(p,s): lands as NULL, counted
+            b.nan_decimals.update(name for name in schema.fixed_decimals if payload["after"].get(name) == NAN_WIRE)
         if op != "t" and key_schema is not None:
             self._fast = (b'{"schema":' + value_schema + _PAYLOAD, b'{"schema":' + key_schema + _PAYLOAD, schema)
 

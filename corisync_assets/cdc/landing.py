@@ -68,7 +68,7 @@ class TableReport:
         self.batches += 1
         if batch.schema is not None:
             self.type_fallbacks.update({c.name: c.fallback for c in batch.schema.columns if c.fallback})
-            self.nan_as_null.update(batch.nan_decimals())
+            self.nan_as_null.update(batch.nan_decimals)
         self.dead_letter_errors.update(d.error for d in batch.dead_letters)
         self.messages += batch.messages
         self.new_events += result.new_events

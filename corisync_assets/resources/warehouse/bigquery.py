@@ -60,6 +60,7 @@ from pydantic import Field, PrivateAttr
 from corisync_assets.cdc.envelope import (
     DATE_INFINITY,
     INTERVAL_ISO,
+    NAN_WIRE,
     SNAPSHOT_END,
     TIMESTAMP_INFINITY,
     ChangeBatch,
@@ -184,7 +185,8 @@ def sql_value(col: Column, ref: str) -> str:
         return f"FROM_BASE64({ref})"
     target = bq_type(col)
     if t == "decimal":  # Debezium writes numeric NaN as NAN, Postgres as NaN; a NUMERIC has none: NULL
-        return f"REPLACE({ref}, 'NAN', 'NaN')" if target == "STRING" else f"CAST(NULLIF({ref}, 'NAN') AS {target})"
+        return f"REPLACE({ref}, '{NAN_WIRE}', 'NaN')" if target == "STRING" else \
+            f"CAST(NULLIF({ref}, '{NAN_WIRE}') AS {target})"
     return ref if target == "STRING" else f"CAST({ref} AS {target})"
 
 

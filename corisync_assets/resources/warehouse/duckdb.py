@@ -19,6 +19,7 @@ from pydantic import PrivateAttr
 from corisync_assets.cdc.envelope import (
     DATE_INFINITY,
     INTERVAL_ISO,
+    NAN_WIRE,
     SNAPSHOT_END,
     TIMESTAMP_INFINITY,
     ChangeBatch,
@@ -89,8 +90,8 @@ def sql_value(col: Column, ref: str) -> str:
     if t == "text":  # a JSON string's own text; any other JSON value's text
         return f"CASE WHEN json_type({ref}) = 'VARCHAR' THEN {ref} ->> '$' ELSE CAST({ref} AS VARCHAR) END"
     if t == "decimal":  # Debezium writes numeric NaN as NAN, Postgres as NaN; a DECIMAL has none: NULL
-        return f"CAST(NULLIF({ref}, 'NAN') AS {sql_type(col)})" if col.fixed_decimal else \
-            f"replace({ref}, 'NAN', 'NaN')"
+        return f"CAST(NULLIF({ref}, '{NAN_WIRE}') AS {sql_type(col)})" if col.fixed_decimal else \
+            f"replace({ref}, '{NAN_WIRE}', 'NaN')"
     return f"CAST({ref} AS {sql_type(col)})"
 
 
