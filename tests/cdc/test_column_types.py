@@ -1,10 +1,12 @@
-"""Column types beyond the tc4a tables: times, arrays, nanosecond timestamps, intervals, and types with no
-mapping.
+"""Column types beyond the tc4a tables: times, arrays, nanosecond timestamps, intervals, NaN in a numeric(p,s),
+and types with no mapping.
 
 Pure (no broker): Debezium-shaped events (JsonConverter with schemas, field shapes as the PostgreSQL
 connector emits them) decoded and landed in a real DuckDB file. Expected values are computed here from the
 wire values in plain Python, not by the landing code. The same types through the real connector:
-tests/cdc/test_raw_cdc_e2e.py::test_column_types_through_the_real_connector.
+tests/cdc/test_raw_cdc_e2e.py::test_column_types_through_the_real_connector (and, for the nanosecond
+precision mode, ::test_nanosecond_precision_mode_through_the_real_connector; NaN in a numeric(p,s):
+tests/cdc/test_reconcile.py).
 """
 
 from __future__ import annotations
