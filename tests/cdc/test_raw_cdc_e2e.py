@@ -556,6 +556,7 @@ def test_nanosecond_precision_mode_through_the_real_connector(stack, pg, tmp_pat
                              "notification.sink.topic.name": "nano.notifications"})
     path = tmp_path / "connector.json"
     path.write_text(json.dumps(config))
+    nano = stack.model_copy(update={"connector_config": path})  # the stack, seen through the second config
     home = tmp_path / "nano"
     home.mkdir()
     if local_secrets_file(stack.home).exists():  # the stack's generated passwords (the CDC user's)
@@ -565,13 +566,12 @@ def test_nanosecond_precision_mode_through_the_real_connector(stack, pg, tmp_pat
     try:
         pid = spawn([sys.executable, "-m", local_stack.RUNNER_MODULE], log=home / "stdout.log", pidfile=pidfile,
                     cwd=home / "debezium", env=env)
-        assert wait_until(lambda: not pid_alive(pid) or pg.execute(
-            "SELECT active FROM pg_replication_slots WHERE slot_name = 'corisync_nano'").fetchone() == (True,), 180)
+        assert wait_until(lambda: not pid_alive(pid) or local_stack.slot_active(nano), 180)
         assert pid_alive(pid), (home / "stdout.log").read_text()[-2000:]
         with pg.cursor() as cur:  # streamed: new rows, and an update of a snapshotted one
             cur.executemany("INSERT INTO nano_samples VALUES (%s, %s, %s, %s, %s)", NANO_ROWS[3:])
             cur.execute("UPDATE nano_samples SET ts = ts + interval '1 microsecond' WHERE id = 2")
-        pipe = Pipeline(stack.model_copy(update={"connector_config": path}), tmp_path / "warehouse.duckdb")
+        pipe = Pipeline(nano, tmp_path / "warehouse.duckdb")
         pipe.materialize_until(lambda: landed(pipe, "SELECT CAST(ts AS VARCHAR) FROM raw_cdc.nano_samples "
                                           "WHERE id = 2") == [("1970-01-01 00:00:00.000001",)], timeout=90)
         want = pg.execute("SELECT id, ts::text, ts3::text, CASE WHEN isfinite(tz) THEN to_char(tz AT TIME ZONE "
@@ -594,8 +594,7 @@ def test_nanosecond_precision_mode_through_the_real_connector(stack, pg, tmp_pat
         assert [r for r in got if r[0] != 5] == [r for r in want if r[0] != 5]
     finally:
         stop_pid(pidfile, local_stack.RUNNER_MODULE, timeout=60)
-        wait_until(lambda: pg.execute("SELECT active FROM pg_replication_slots WHERE slot_name = 'corisync_nano'"
-                                      ).fetchone() != (True,), 15)
+        wait_until(lambda: not local_stack.slot_active(nano), 15)
         postgres.psql(stack, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
                       "WHERE slot_name = 'corisync_nano'", db=stack.pg_database)
         pg.execute("DROP TABLE IF EXISTS nano_samples")
