@@ -26,6 +26,7 @@ from tests.web.spark.model import reference
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 GAP = timedelta(minutes=30)
+A_SPAN = 2 * GAP + timedelta(minutes=5)  # visitor a's first to last event in `scenario`
 KEY, OTHER_KEY = "site-key-" + uuid.uuid4().hex, "app-key-" + uuid.uuid4().hex
 
 
@@ -84,11 +85,14 @@ def ev(anon: str, at: datetime, path: str = "/", kind: str = "page_view", user: 
 def scenario(now: datetime) -> tuple[list[dict], list[dict]]:
     """(valid events in posting order, duplicates included; invalid events). Visitor a: the 30-minute
     boundary (exactly 30 min: same session; 30 min 1 s: new one) and a login; b: late (hours before
-    now) and out of order; c: one event."""
+    now) and out of order; c: one event. Visitor a's 65 minutes stay on one UTC day (two sessions that
+    view /courses/7 on one day) at any time the suite runs: shortly after midnight they move back 2 h."""
     t0 = now.replace(microsecond=0) - timedelta(hours=3)
+    if t0.date() != (t0 + A_SPAN).date():
+        t0 -= timedelta(hours=2)
     a = [ev("anon-a", t0, "/"), ev("anon-a", t0 + GAP, "/courses/7", "course_page_view", course=7),
          ev("anon-a", t0 + 2 * GAP + timedelta(seconds=1), "/login", "login", user=41),
-         ev("anon-a", t0 + 2 * GAP + timedelta(minutes=5), "/courses/7", "course_page_view", user=41, course=7)]
+         ev("anon-a", t0 + A_SPAN, "/courses/7", "course_page_view", user=41, course=7)]
     late = now - timedelta(hours=6)
     b = [ev("anon-b", late + timedelta(minutes=20), "/search", "search"), ev("anon-b", late, "/"),
          ev("anon-b", late + timedelta(minutes=10), "/courses/9", "course_page_view", course=9)]
@@ -105,12 +109,26 @@ def scenario(now: datetime) -> tuple[list[dict], list[dict]]:
 def expected_sessions(events: list[dict], received: datetime) -> set[tuple]:
     """The plain-Python reference of tests/web/spark/model.py (not the job's code) over the posted events:
     dedupe by event_id, per visitor by (occurred_at, event_id), more than 30 min apart = a new session."""
-    stored = [{**e, "occurred_at": datetime.fromisoformat(e["occurred_at"]), "received_at": received,
-               "session_id": None, "source": "site", "kafka_partition": 0, "kafka_offset": i}
-              for i, e in enumerate(events)]
     return {(s["anonymous_id"], s["user_id"], s["session_start"], s["session_end"], s["event_count"],
              s["page_count"], s["entry_page"], s["exit_page"], s["duration_s"])
-            for s in reference(stored)["sessions"]}
+            for s in reference(_stored(events, received))["sessions"]}
+
+
+def _stored(events: list[dict], received: datetime) -> list[dict]:
+    """The posted events as the reference takes them (as if delivered in posting order)."""
+    return [{**e, "occurred_at": datetime.fromisoformat(e["occurred_at"]), "received_at": received,
+             "session_id": None, "source": "site", "kafka_partition": 0, "kafka_offset": i}
+            for i, e in enumerate(events)]
+
+
+def expected_page_daily(events: list[dict], received: datetime) -> set[tuple]:
+    return {(d["day"], d["page_path"], d["course_id"], d["page_views"], d["visitors"], d["sessions"])
+            for d in reference(_stored(events, received))["page_daily"]}
+
+
+def warehouse_page_daily(web: Web) -> set[tuple]:
+    return set(web.rows("SELECT day, page_path, course_id, page_views, visitors, sessions "
+                        "FROM raw_web.web_page_daily"))
 
 
 def warehouse_sessions(web: Web) -> set[tuple]:
@@ -189,7 +207,8 @@ def test_every_valid_event_lands_once_invalid_ones_in_the_dlq_and_sessions_match
     assert set(mats) == {web_asset_key(n) for n in ("events", "sessions", "page_daily")}
     checks = result.get_asset_check_evaluations()
     assert [c.passed for c in checks] == [True]
-    # page_daily: course page 7 was viewed twice by one visitor in two sessions on one day
+    assert warehouse_page_daily(web) == expected_page_daily(valid, now)
+    # course page 7 was viewed twice by one visitor in two sessions on one day
     assert web.rows("SELECT page_views, visitors, sessions FROM raw_web.web_page_daily "
                     "WHERE page_path = '/courses/7'") == [(2, 1, 2)]
 
