@@ -616,6 +616,28 @@ def test_infinities_nan_and_money(bq_warehouse: BigQueryWarehouse) -> None:
         (date(1, 1, 1), datetime(1970, 1, 1), utc, None, None, None, datetime(1970, 1, 1, 0, 0, 0, 1))]
 
 
+def test_dates_and_timestamps_outside_years_1_to_9999_land_as_null(bq_warehouse: BigQueryWarehouse) -> None:
+    """GoogleSQL's DATE, DATETIME and TIMESTAMP hold years 0001..9999; Postgres reaches 4713 BC and 5874897 AD.
+    Beyond, a value lands as NULL rather than failing the fold of every table (real BigQuery rejects it; the
+    emulator has no such limit, so without the rule these rows would read as far dates). The ends themselves
+    land as they are (the last microsecond of 9999 excepted for the DATETIME: the emulator computes
+    TIMESTAMP_MICROS through a double and reads it as 10000-01-01). Wire values as the real connector sends
+    them (tests/cdc/test_column_types.py)."""
+    from datetime import date
+
+    from tests.cdc.test_column_types import FAR_FIELDS, FAR_ROWS, _events
+
+    ends = [{"id": 10, "d": 2_932_896, "ts": 253_402_300_799_000_000, "tz": "9999-12-31T23:59:59.999999Z"},
+            {"id": 11, "d": -719_162, "ts": -62_135_596_800_000_000, "tz": "0001-01-01T00:00:00.000000Z"}]
+    bq_warehouse.land(Feed("far", "tc4a.public.far").batch(_events(FAR_FIELDS, [*FAR_ROWS, *ends], 10)))
+    bq_warehouse.fold(force=True)
+    got = [(r["id"], r["d"], r["ts"], r["tz"]) for r in rows(bq_warehouse, "far", "id")]
+    assert got == [*((r["id"], None, None, None) for r in FAR_ROWS),
+                   (10, date(9999, 12, 31), datetime(9999, 12, 31, 23, 59, 59),
+                    datetime.fromisoformat("9999-12-31T23:59:59.999999+00:00")),
+                   (11, date(1, 1, 1), datetime(1, 1, 1), datetime.fromisoformat("0001-01-01T00:00:00+00:00"))]
+
+
 def test_intervals_land_as_their_three_fields_as_on_duckdb(bq_warehouse: BigQueryWarehouse) -> None:
     """As tests/cdc/test_column_types.py::test_intervals_land_as_their_three_fields on DuckDB: Debezium's interval
     text folds into an INTERVAL column with Postgres' months, days and microseconds kept apart (read through the

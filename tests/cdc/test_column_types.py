@@ -12,6 +12,7 @@ tests/cdc/test_reconcile.py).
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -257,3 +258,73 @@ def test_first_landing_spanning_an_added_column_with_default(tmp_path):
     with wh.connect(read_only=True) as con:
         got = con.execute("SELECT id, late FROM raw_cdc.evolving ORDER BY id").fetchall()
     assert got == [(1, "it's late"), (2, "it's late"), (3, None), (4, "x")]
+
+
+#: dates, timestamps and timestamptz outside 0001..9999 as the real connector sends them (Debezium 3.6.3 on PG15:
+#: days, microseconds, ISO text with a signed year past 9999 and ISO year 0 for 1 BC). Postgres allows
+#: dates up to 5874897 AD and timestamps up to 294276 AD; DuckDB's TIMESTAMPTZ ends in 294247.
+FAR_FIELDS = [
+    ID,
+    {"type": "int32", "optional": True, "name": "io.debezium.time.Date", "version": 1, "field": "d"},
+    {"type": "int64", "optional": True, "name": "io.debezium.time.MicroTimestamp", "version": 1, "field": "ts"},
+    {"type": "string", "optional": True, "name": "io.debezium.time.ZonedTimestamp", "version": 1, "field": "tz"},
+]
+FAR_ROWS = [
+    {"id": 1, "d": 2_932_897, "ts": 253_402_344_000_000_000, "tz": "+10000-01-01T12:00:00.000000Z"},
+    {"id": 2, "d": -719_528, "ts": -62_167_219_200_000_000, "tz": "0000-01-01T00:00:00.000000Z"},
+    {"id": 3, "d": -2_440_550, "ts": -210_863_520_000_000_000, "tz": "-4712-01-01T00:00:00.000000Z"},
+    {"id": 4, "d": 2_145_042_905, "ts": None, "tz": "+294276-12-31T23:59:59.000000Z"},
+]
+
+
+def _civil(days: int) -> tuple[int, int, int]:
+    """(ISO year, month, day) of a day count since 1970-01-01 in the proleptic Gregorian calendar (Howard
+    Hinnant's days_from_civil inverse: Python's date ends in 9999)."""
+    z = days + 719_468
+    era = z // 146_097  # floor division: no correction for negative days as in the C original
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d, m = doy - (153 * mp + 2) // 5 + 1, mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (m <= 2), m, d
+
+
+def _duckdb_date(days: int) -> str:
+    """DuckDB's text of that day (ISO year 0 is 1 BC, -4712 is 4713 BC)."""
+    y, m, d = _civil(days)
+    return f"{y:04d}-{m:02d}-{d:02d}" if y > 0 else f"{1 - y:04d}-{m:02d}-{d:02d} (BC)"
+
+
+def _duckdb_timestamp(micros: int) -> str:
+    days, rest = divmod(micros, 86_400_000_000)
+    return f"{_duckdb_date(days)} {_time_of(rest)}"
+
+
+def _duckdb_timestamptz(iso: str) -> str | None:
+    """DuckDB's text (in UTC) of Debezium's ZonedTimestamp text; None beyond DuckDB's range."""
+    m = re.fullmatch(r"([+-]?[0-9]{4,})-([0-9]{2}-[0-9]{2})T([0-9:]{8})(?:[.]([0-9]+))?Z", iso)
+    year, fraction = int(m[1]), (m[4] or "").rstrip("0")
+    if year > 294_247:
+        return None
+    day = f"{year:04d}-{m[2]}" if year > 0 else f"{1 - year:04d}-{m[2]} (BC)"
+    return f"{day} {m[3]}" + (f".{fraction}" if fraction else "")
+
+
+def test_dates_and_timestamps_beyond_year_9999_and_before_year_1(tmp_path):
+    """A timestamptz after 9999 comes as ``+10000-…`` and stopped every table's landing with a conversion error
+    (DuckDB reads no sign); one beyond DuckDB's range (294247) lands as NULL, which reconciliation reports."""
+    value_schema, key_schema = ev.value_schema("far", FAR_FIELDS), ev.key_schema("far", [ID])
+    decoder = Decoder("far")
+    for i, row in enumerate(FAR_ROWS):
+        decoder.add("tc4a.public.far", 0, i, orjson.dumps({"schema": key_schema, "payload": {"id": row["id"]}}),
+                    orjson.dumps({"schema": value_schema, "payload": {
+                        "before": None, "after": row, "op": "c", "source": {"lsn": 100 + i, "txId": 7, "ts_ms": 1}}}))
+    wh = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
+    assert wh.land(decoder.batch).new_events == len(FAR_ROWS)
+    with wh.connect(read_only=True) as con:
+        got = con.execute("SELECT id, CAST(d AS VARCHAR), CAST(ts AS VARCHAR), "
+                          "CAST(timezone('UTC', tz) AS VARCHAR) FROM raw_cdc.far ORDER BY id").fetchall()
+    want = [(r["id"], _duckdb_date(r["d"]), _duckdb_timestamp(r["ts"]) if r["ts"] is not None else None,
+             _duckdb_timestamptz(r["tz"])) for r in FAR_ROWS]
+    assert got == want

@@ -143,6 +143,18 @@ def wire_ref(col: Column, doc: str, path: str) -> str:
 _TO_MICROS = {3: "CAST({ref} AS INT64) * 1000", 6: "CAST({ref} AS INT64)", 9: "DIV(CAST({ref} AS INT64), 1000)"}
 
 
+#: GoogleSQL's DATE range (0001-01-01 .. 9999-12-31) in days since the epoch, and its DATETIME/TIMESTAMP
+#: range per wire unit (milli-, micro-, nanoseconds; every int64 of nanoseconds lies within it)
+_DAYS_RANGE = (-719_162, 2_932_896)
+_UNITS_RANGE = {3: (-62_135_596_800_000, 253_402_300_799_999),
+                6: (-62_135_596_800_000_000, 253_402_300_799_999_999), 9: None}
+
+
+def _in_range(value: str, bounds: tuple[int, int] | None, expr: str) -> str:
+    """``expr`` where the integer ``value`` lies within ``bounds`` (None: always), else NULL."""
+    return expr if bounds is None else f"IF({value} BETWEEN {bounds[0]} AND {bounds[1]}, {expr}, NULL)"
+
+
 def _clamped(ref: str, sentinels: dict[str, tuple], high: str, low: str, otherwise: str) -> str:
     """``otherwise``, except for the wire texts of +/-infinity (``sentinels``), which become ``high``/``low``."""
     def wire(name: str) -> str:
@@ -165,18 +177,22 @@ def sql_value(col: Column, ref: str) -> str:
         return f"CAST({ref} AS FLOAT64)"
     if t == "bool":
         return f"CAST({ref} AS BOOL)"
-    # GoogleSQL has no infinity: Postgres' +/-infinity land as the ends of BigQuery's ranges
+    # GoogleSQL has no infinity: Postgres' +/-infinity land as the ends of BigQuery's ranges; a value outside
+    # them (years 0001..9999; Postgres reaches 4713 BC and 5874897 AD) as NULL: no GoogleSQL type holds it
     if t == "date":  # days since the epoch
+        days = f"CAST({ref} AS INT64)"
         return _clamped(ref, DATE_INFINITY, "DATE '9999-12-31'", "DATE '0001-01-01'",
-                        f"DATE_FROM_UNIX_DATE(CAST({ref} AS INT64))")
+                        _in_range(days, _DAYS_RANGE, f"DATE_FROM_UNIX_DATE({days})"))
     if t == "timestamp":  # naive timestamp as milli-, micro- or nanoseconds since the epoch (kept to micros)
+        stamp = f"DATETIME(TIMESTAMP_MICROS({_TO_MICROS[col.scale].format(ref=ref)}), 'UTC')"
         return _clamped(ref, TIMESTAMP_INFINITY, "DATETIME '9999-12-31 23:59:59.999999'",
                         "DATETIME '0001-01-01 00:00:00'",
-                        f"DATETIME(TIMESTAMP_MICROS({_TO_MICROS[col.scale].format(ref=ref)}), 'UTC')")
-    if t == "timestamptz":  # ISO-8601 text with zone
+                        _in_range(f"CAST({ref} AS INT64)", _UNITS_RANGE[col.scale], stamp))
+    if t == "timestamptz":  # ISO-8601 text in UTC (Z); a year past 9999 signed (+10000-…), 1 BC as year 0000
         return _clamped(ref, {"infinity": ("infinity",), "-infinity": ("-infinity",)},
                         "TIMESTAMP '9999-12-31 23:59:59.999999+00'", "TIMESTAMP '0001-01-01 00:00:00+00'",
-                        f"CAST({ref} AS TIMESTAMP)")
+                        f"IF(REGEXP_CONTAINS({ref}, r'^[0-9]{{4}}-') AND NOT STARTS_WITH({ref}, '0000-'), "
+                        f"CAST({ref} AS TIMESTAMP), NULL)")
     if t == "json":  # Debezium's io.debezium.data.Json: the JSON document as a string
         return f"PARSE_JSON({ref})"
     if t == "interval":

@@ -89,6 +89,9 @@ def sql_value(col: Column, ref: str) -> str:
         return f"from_base64({ref})"
     if t == "text":  # a JSON string's own text; any other JSON value's text
         return f"CASE WHEN json_type({ref}) = 'VARCHAR' THEN {ref} ->> '$' ELSE CAST({ref} AS VARCHAR) END"
+    if t == "timestamptz":  # ISO-8601 text with zone; a year past 9999 comes signed (+10000-01-01T…Z)
+        return (f"CASE WHEN regexp_matches({ref}, '^[+][0-9]{{6}}') THEN TRY_CAST(substr({ref}, 2) AS TIMESTAMPTZ) "
+                f"ELSE CAST(ltrim({ref}, '+') AS TIMESTAMPTZ) END")
     if t == "decimal":  # Debezium writes numeric NaN as NAN, Postgres as NaN; a DECIMAL has none: NULL
         return f"CAST(NULLIF({ref}, '{NAN_WIRE}') AS {sql_type(col)})" if col.fixed_decimal else \
             f"replace({ref}, '{NAN_WIRE}', 'NaN')"
