@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from corisync_assets.cdc.envelope import INTERVAL_ISO
@@ -357,24 +357,49 @@ def wire_key_text(col: PgColumn, value, *, time_unit_ns: int = 1000) -> str | No
     if kind == "bpchar":
         return str(value).ljust(col.length or 0)
     if kind == "date" and isinstance(value, int):
-        return (date(1970, 1, 1) + timedelta(days=value)).isoformat()
+        return _pg_day(value)
     if kind == "time" and isinstance(value, int):
         micros = value * time_unit_ns // 1000
         if micros == 86_400_000_000:
             return "24:00:00"
         return _pg_clock(datetime(2000, 1, 1) + timedelta(microseconds=micros), "%H:%M:%S")
     if kind == "timestamp" and isinstance(value, int):
-        at = datetime(1970, 1, 1) + timedelta(microseconds=value * time_unit_ns // 1000)
-        return _pg_clock(at, "%Y-%m-%d %H:%M:%S")
+        days, micros = divmod(value * time_unit_ns // 1000, 86_400_000_000)
+        return _pg_day(days, " " + _pg_clock(datetime(2000, 1, 1) + timedelta(microseconds=micros), "%H:%M:%S"))
     if kind == "interval" and isinstance(value, str) and (parts := re.match(INTERVAL_ISO, value)):
         y, mo, d, h, mi = (int(p) for p in parts.groups()[:5])
         return f"{y * 12 + mo}|{d}|{h * 3_600_000_000 + mi * 60_000_000 + int(Decimal(parts[6]) * 1_000_000)}"
+    if kind == "timestamptz" and isinstance(value, str) and (utc := _ISO_UTC.match(value)):
+        fraction = (utc[4] or "").rstrip("0")
+        return _pg_year(int(utc[1]), f"-{utc[2]} {utc[3]}{'.' + fraction if fraction else ''}+00")
     if kind == "timestamptz" and isinstance(value, str):
         at = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
         return _pg_clock(at.replace(tzinfo=None), "%Y-%m-%d %H:%M:%S") + "+00"
     if isinstance(value, str):
         return value
     return json.dumps(value, separators=(",", ":"))
+
+
+#: Debezium's ZonedTimestamp text (always UTC): a year past 9999 signed, 1 BC as year 0000, 4713 BC as -4712
+_ISO_UTC = re.compile(r"^([+-]?[0-9]{4,})-([0-9]{2}-[0-9]{2})T([0-9]{2}:[0-9]{2}:[0-9]{2})(?:[.]([0-9]+))?Z$")
+
+
+def _pg_year(iso_year: int, rest: str) -> str:
+    """Postgres' text of a date or time stamp in ISO year ``iso_year`` (``rest``: what follows the year):
+    years before 1 as ``… BC`` (ISO year 0 is 1 BC), years past 9999 with all their digits."""
+    return f"{iso_year:04d}{rest}" if iso_year > 0 else f"{1 - iso_year:04d}{rest} BC"
+
+
+def _pg_day(days: int, clock: str = "") -> str:
+    """Postgres' text of the day ``days`` after 1970-01-01 (proleptic Gregorian, any year: Python's date ends
+    in 9999), then ``clock``. The civil-from-days algorithm of Howard Hinnant."""
+    z = days + 719_468
+    era, doe = divmod(z, 146_097)
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day, month = doy - (153 * mp + 2) // 5 + 1, mp + 3 if mp < 10 else mp - 9
+    return _pg_year(yoe + era * 400 + (month <= 2), f"-{month:02d}-{day:02d}{clock}")
 
 
 def _pg_clock(at: datetime, fmt: str) -> str:
