@@ -345,6 +345,18 @@ TYPE_SAMPLES_ROWS = [
 ]
 
 
+def pg_utc(column: str) -> str:
+    """A timestamptz column's text in UTC to the microsecond, in Postgres (infinity as itself)."""
+    return (f"CASE WHEN isfinite({column}) THEN to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') "
+            f"ELSE {column}::text END")
+
+
+def duckdb_utc(column: str) -> str:
+    """The same text of a landed TIMESTAMPTZ, in DuckDB."""
+    return (f"CASE WHEN isfinite({column}) THEN strftime(timezone('UTC', {column}), '%Y-%m-%d %H:%M:%S.%f') "
+            f"ELSE CAST({column} AS VARCHAR) END")
+
+
 def decoded(rows: list[tuple], json_cols: tuple[int, ...]) -> list[list]:
     """Rows with the JSON texts at ``json_cols`` parsed (Postgres' and DuckDB's spacing differ)."""
     return [[json.loads(v) if i in json_cols and v is not None else v for i, v in enumerate(r)] for r in rows]
@@ -499,12 +511,9 @@ def test_column_types_through_the_real_connector(stack, pg, tmp_path, monkeypatc
                                   "ORDER BY id").fetchall()
         assert got == want
         # the re-read sends +/-infinity dates differently from the stream (see envelope.DATE_INFINITY)
-        want = pg.execute("SELECT id, d::text, ts::text, CASE WHEN isfinite(tz) THEN "
-                          "to_char(tz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') ELSE tz::text END "
-                          "FROM type_samples ORDER BY id").fetchall()
+        want = pg.execute(f"SELECT id, d::text, ts::text, {pg_utc('tz')} FROM type_samples ORDER BY id").fetchall()
         with pipe.warehouse.connect(read_only=True) as con:
-            got = con.execute("SELECT id, CAST(d AS VARCHAR), CAST(ts AS VARCHAR), CASE WHEN isfinite(tz) THEN "
-                              "strftime(timezone('UTC', tz), '%Y-%m-%d %H:%M:%S.%f') ELSE CAST(tz AS VARCHAR) END "
+            got = con.execute(f"SELECT id, CAST(d AS VARCHAR), CAST(ts AS VARCHAR), {duckdb_utc('tz')} "
                               "FROM raw_cdc.type_samples ORDER BY id").fetchall()
         assert got == want
         assert_intervals_as_in_postgres(pg, pipe)  # ... and intervals the same way as the stream
@@ -579,12 +588,10 @@ def test_nanosecond_precision_mode_through_the_real_connector(stack, pg, tmp_pat
         pipe = Pipeline(nano, tmp_path / "warehouse.duckdb")
         pipe.materialize_until(lambda: landed(pipe, "SELECT CAST(ts AS VARCHAR) FROM raw_cdc.nano_samples "
                                           "WHERE id = 2") == [("1970-01-01 00:00:00.000001",)], timeout=90)
-        want = pg.execute("SELECT id, ts::text, ts3::text, CASE WHEN isfinite(tz) THEN to_char(tz AT TIME ZONE "
-                          "'UTC', 'YYYY-MM-DD HH24:MI:SS.US') ELSE tz::text END, t::text FROM nano_samples "
+        want = pg.execute(f"SELECT id, ts::text, ts3::text, {pg_utc('tz')}, t::text FROM nano_samples "
                           "ORDER BY id").fetchall()
         with pipe.warehouse.connect(read_only=True) as con:
-            got = con.execute("SELECT id, CAST(ts AS VARCHAR), CAST(ts3 AS VARCHAR), CASE WHEN isfinite(tz) THEN "
-                              "strftime(timezone('UTC', tz), '%Y-%m-%d %H:%M:%S.%f') ELSE CAST(tz AS VARCHAR) END, "
+            got = con.execute(f"SELECT id, CAST(ts AS VARCHAR), CAST(ts3 AS VARCHAR), {duckdb_utc('tz')}, "
                               "CAST(t AS VARCHAR) FROM raw_cdc.nano_samples ORDER BY id").fetchall()
             types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
                                      "WHERE table_name = 'nano_samples'").fetchall())
