@@ -120,8 +120,10 @@ def test_a_table_added_with_rows_lands_whole_and_a_resnapshot_drops_lost_deletes
 
 def test_a_backlog_of_several_cycles_and_one_transaction_of_100k_changes(onboarded):
     """Ten transactions of 1,000 changes, then ONE of 100,000, landed by a run whose cycles take 5,000 events:
-    the small ones land over several cycles, the big one whole in one (reading it takes longer than the cut's
-    30 s hold, which must not split it), nothing forced, and the table equals Postgres."""
+    the backlog lands over more than one cycle, the big transaction whole (reading it takes longer than the
+    cut's 30 s hold, which must not split it), nothing forced, and the table equals Postgres. (How many cycles
+    the small ones take depends on when their transactions' ENDs are read: a cycle releases only whole
+    transactions, so one CI run saw all ten in one.)"""
     s, pipe = onboarded
     with pg_connect(s) as pg:
         for i in range(10):
@@ -139,7 +141,7 @@ def test_a_backlog_of_several_cycles_and_one_transaction_of_100k_changes(onboard
                               collections=connector.collections, batch_size=5_000)
         t = report.tables["big_tx"]
         assert (t.new_events, report.forced, report.held) == (110_000, 0, 0)
-        assert t.batches >= 3
+        assert t.batches >= 2
         assert _rows(pipe, "big_tx") == _pg(pg, "big_tx")
     assert [r.passed for r in pipe.reconcile("big_tx")] == [True]
 
