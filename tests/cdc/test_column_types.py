@@ -290,10 +290,14 @@ def _civil(days: int) -> tuple[int, int, int]:
     return yoe + era * 400 + (m <= 2), m, d
 
 
+def _duckdb_day(iso_year: int, month_day: str) -> str:
+    """DuckDB's text of a day of ISO year ``iso_year`` (year 0 is 1 BC, -4712 is 4713 BC)."""
+    return f"{iso_year:04d}-{month_day}" if iso_year > 0 else f"{1 - iso_year:04d}-{month_day} (BC)"
+
+
 def _duckdb_date(days: int) -> str:
-    """DuckDB's text of that day (ISO year 0 is 1 BC, -4712 is 4713 BC)."""
     y, m, d = _civil(days)
-    return f"{y:04d}-{m:02d}-{d:02d}" if y > 0 else f"{1 - y:04d}-{m:02d}-{d:02d} (BC)"
+    return _duckdb_day(y, f"{m:02d}-{d:02d}")
 
 
 def _duckdb_timestamp(micros: int) -> str:
@@ -307,8 +311,7 @@ def _duckdb_timestamptz(iso: str) -> str | None:
     year, fraction = int(m[1]), (m[4] or "").rstrip("0")
     if year > 294_247:
         return None
-    day = f"{year:04d}-{m[2]}" if year > 0 else f"{1 - year:04d}-{m[2]} (BC)"
-    return f"{day} {m[3]}" + (f".{fraction}" if fraction else "")
+    return f"{_duckdb_day(year, m[2])} {m[3]}" + (f".{fraction}" if fraction else "")
 
 
 def test_dates_and_timestamps_beyond_year_9999_and_before_year_1(tmp_path):

@@ -360,12 +360,10 @@ def wire_key_text(col: PgColumn, value, *, time_unit_ns: int = 1000) -> str | No
         return _pg_day(value)
     if kind == "time" and isinstance(value, int):
         micros = value * time_unit_ns // 1000
-        if micros == 86_400_000_000:
-            return "24:00:00"
-        return _pg_clock(datetime(2000, 1, 1) + timedelta(microseconds=micros), "%H:%M:%S")
+        return "24:00:00" if micros == 86_400_000_000 else _pg_time_of_day(micros)
     if kind == "timestamp" and isinstance(value, int):
         days, micros = divmod(value * time_unit_ns // 1000, 86_400_000_000)
-        return _pg_day(days, " " + _pg_clock(datetime(2000, 1, 1) + timedelta(microseconds=micros), "%H:%M:%S"))
+        return _pg_day(days, " " + _pg_time_of_day(micros))
     if kind == "interval" and isinstance(value, str) and (parts := re.match(INTERVAL_ISO, value)):
         y, mo, d, h, mi = (int(p) for p in parts.groups()[:5])
         return f"{y * 12 + mo}|{d}|{h * 3_600_000_000 + mi * 60_000_000 + int(Decimal(parts[6]) * 1_000_000)}"
@@ -400,6 +398,11 @@ def _pg_day(days: int, clock: str = "") -> str:
     mp = (5 * doy + 2) // 153
     day, month = doy - (153 * mp + 2) // 5 + 1, mp + 3 if mp < 10 else mp - 9
     return _pg_year(yoe + era * 400 + (month <= 2), f"-{month:02d}-{day:02d}{clock}")
+
+
+def _pg_time_of_day(micros: int) -> str:
+    """Postgres' text of the time ``micros`` after midnight (below 24:00:00)."""
+    return _pg_clock(datetime(2000, 1, 1) + timedelta(microseconds=micros), "%H:%M:%S")
 
 
 def _pg_clock(at: datetime, fmt: str) -> str:
