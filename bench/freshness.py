@@ -1,17 +1,17 @@
 """Freshness under `make dev`, measured from outside the pipeline: Postgres commit -> readable in the warehouse.
 
 Starts what `make dev` starts, privately (a temp CORISYNC_HOME, free ports, nothing shared with a developer's
-stack): the local stack (Postgres, tansu, Debezium), the demo seed, ``corisync lander``, the demo change
-stream at ``--rate`` changes/s over all tables (``corisync demo``), and ``dagster dev`` (webserver + daemon:
-``raw_cdc_lag_sensor``, ``dbt_automation_sensor`` and the schedules running) with the dev ``dagster.yaml``
-(instance storage in the stack's Postgres, ``QueuedRunCoordinator``). Once automation has built the marts for
-the first time it commits ``--markers`` marker rows, spread evenly over ``--duration`` seconds: each a new
-user with a unique email, inserted with autocommit. The commit time of a marker is ``time.time()`` taken
-right after the INSERT's COMMIT returned to the client (an upper bound of the commit by a millisecond or
-so, on the clock the poller uses; Debezium's ``source.ts_ms``, Postgres' own commit timestamp, is reported
-beside it). A poller opens the DuckDB file read-only every 100 ms, taking the writers' slot
-(``<warehouse>.writer.lock``) as every reader should, and records the first moment each marker is readable
-in ``raw_cdc.users`` and in ``marts.dim_users`` (one row per user, so every marker must show up there).
+stack): the local stack (Postgres, tansu, Debezium), the demo seed, ``corisync lander``, ``corisync dbt-worker``,
+the demo change stream at ``--rate`` changes/s over all tables (``corisync demo``), and ``dagster dev`` (webserver
++ daemon: ``raw_cdc_lag_sensor``, ``dbt_automation_sensor`` and the schedules running) with the dev
+``dagster.yaml`` (instance storage in the stack's Postgres, ``QueuedRunCoordinator``). Once automation has built
+the marts for the first time it commits ``--markers`` marker rows, spread evenly over ``--duration`` seconds: each
+a new user with a unique email, inserted with autocommit. The commit time of a marker is ``time.time()`` taken
+right after the INSERT's COMMIT returned to the client (an upper bound of the commit by a millisecond or so, on the
+clock the poller uses; Debezium's ``source.ts_ms``, Postgres' own commit timestamp, is reported beside it). A
+poller opens the DuckDB file read-only every 100 ms, taking the writers' slot (``<warehouse>.writer.lock``) as
+every reader should, and records the first moment each marker is readable in ``raw_cdc.users`` and in
+``marts.dim_users`` (one row per user, so every marker must show up there).
 
 Prints p50/p95/max (nearest rank) for commit -> raw and commit -> marts against the goals of issue #10
 (raw p50 <= 5 s and p95 <= 10 s, marts p95 <= 60 s), the Dagster runs of the bench window (failed runs:
@@ -351,6 +351,7 @@ def main() -> int:
         children.start("dagster dev", [sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"),
                                        "-h", "127.0.0.1", "-p", str(ui_port)], env=env, log=logs / "dagster.log")
         children.start("lander", [*cli, "lander"], env=env, log=logs / "lander.log")
+        children.start("dbt worker", [*cli, "dbt-worker"], env=env, log=logs / "dbt-worker.log")
         children.start("demo", [*cli, "demo", "--rate", str(args.rate), "--duration", "86400"], env=env,
                        log=logs / "demo.log")
         say(f"dagster dev on http://127.0.0.1:{ui_port}, lander, demo at {args.rate:g} changes/s; logs in {logs}")

@@ -54,6 +54,13 @@ def dbt_executable() -> str:
     return os.fspath(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
+def warm_dbt_executable() -> str:
+    """``corisync-dbt`` next to this interpreter (a dbt command through the warm dbt worker when one listens,
+    else the dbt CLI itself: corisync_assets/dbt_worker.py), or plain dbt where it is not installed."""
+    beside = Path(sys.executable).parent / "corisync-dbt"
+    return os.fspath(beside) if beside.exists() else dbt_executable()
+
+
 def profile_env(s: Settings) -> dict[str, str]:
     """The environment dbt's profile (dbt_project/profiles.yml) reads, derived from the settings."""
     env = {
@@ -93,17 +100,23 @@ def parse_inputs(project_dir: Path, s: Settings) -> dict[str, Any]:
     env = profile_env(s)
     env.pop("CORISYNC_DUCKDB_PATH")  # not part of the manifest (DuckDB relation names use the file stem)
     env["duckdb_catalog"] = s.warehouse_path.stem
+    try:
+        dbt_version = metadata.version("dbt-core")
+    except metadata.PackageNotFoundError:
+        dbt_version = None
+    return {"env": env, "dbt-core": dbt_version, "sources": source_files(project_dir)}
+
+
+def source_files(project_dir: Path) -> dict[str, list[int]]:
+    """[mtime_ns, size] of every source file of the dbt project, by relative path: an edited, added, deleted
+    or renamed model, macro, test or snapshot changes it."""
     sources = {}
     for pattern in SOURCE_GLOBS:
         for path in project_dir.glob(pattern):
             if path.is_file():
                 st = path.stat()
                 sources[path.relative_to(project_dir).as_posix()] = [st.st_mtime_ns, st.st_size]
-    try:
-        dbt_version = metadata.version("dbt-core")
-    except metadata.PackageNotFoundError:
-        dbt_version = None
-    return {"env": env, "dbt-core": dbt_version, "sources": dict(sorted(sources.items()))}
+    return dict(sorted(sources.items()))
 
 
 def is_current(project_dir: Path, target: Path, s: Settings) -> bool:

@@ -22,7 +22,9 @@ from dagster_dbt import DbtCliResource
 from pydantic import Field
 
 from corisync_assets.dbt_manifest import DBT_PROJECT_DIR as DBT_PROJECT_DIR  # re-exported
-from corisync_assets.dbt_manifest import dbt_executable, profile_env, target_path
+from corisync_assets.dbt_manifest import dbt_executable as dbt_executable  # re-exported
+from corisync_assets.dbt_manifest import profile_env, target_path, warm_dbt_executable
+from corisync_assets.dbt_worker import SOCKET_ENV, socket_path
 from corisync_assets.environment import Settings
 
 #: dbt's indirect selection, set explicitly (not left to dbt's default or a developer's environment).
@@ -59,9 +61,10 @@ def dbt_env(s: Settings) -> dict[str, str]:
     selection, and the target path of the code location's manifest. dagster-dbt gives each invocation its
     own target directory under ``DBT_TARGET_PATH`` and copies that path's ``partial_parse.msgpack`` into
     it; left at dbt's default ("target") it found none, and every build began with a full parse (7 s
-    of each automation run here)."""
+    of each automation run here). ``CORISYNC_DBT_WORKER_SOCKET`` tells ``corisync-dbt`` where a warm dbt
+    worker listens (corisync_assets/dbt_worker.py)."""
     return {**profile_env(s), "DBT_INDIRECT_SELECTION": INDIRECT_SELECTION,
-            "DBT_TARGET_PATH": os.fspath(target_path(s))}
+            "DBT_TARGET_PATH": os.fspath(target_path(s)), SOCKET_ENV: os.fspath(socket_path(s.home))}
 
 
 class CorisyncDbtCliResource(DbtCliResource):
@@ -114,6 +117,6 @@ def dbt_resource(s: Settings) -> CorisyncDbtCliResource:
         project_dir=dbt_project_for(s),
         profiles_dir=os.fspath(dbt_project_for(s).profiles_dir),
         target=s.effective_dbt_target,
-        dbt_executable=dbt_executable(),
+        dbt_executable=warm_dbt_executable(),
         dbt_env=dbt_env(s),
     )

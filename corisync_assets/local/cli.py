@@ -1,5 +1,5 @@
 """The ``corisync`` command: ``stack up|down|status``, ``demo``, ``lander``, ``dead-letters``, ``resnapshot``,
-``dev``.
+``dbt-worker``, ``dev``.
 Errors are one line on stderr, exit 1."""
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
                            "up (default 300; 0 = none)")
     lander = sub.add_parser("lander", help="land CDC events continuously (seconds from commit to warehouse)")
     lander.add_argument("--health", action="store_true", help="exit 0 if a lander cycle completed within 60 s")
+    sub.add_parser("dbt-worker", help="keep dbt warm for the dbt resource's commands (corisync-dbt); see "
+                                      "corisync_assets/dbt_worker.py")
     dead = sub.add_parser("dead-letters", help="list dead letters, or replay one table's after a fix")
     dead.add_argument("action", choices=["list", "replay"])
     dead.add_argument("table", nargs="?", help="source table (replay: required)")
@@ -52,6 +54,11 @@ def run(argv: list[str] | None = None) -> int:
             states = stack.status()
             return 0 if all(states.values()) else 3
         return 0
+    if args.command == "dbt-worker":
+        from corisync_assets import dbt_worker
+        from corisync_assets.environment import settings
+
+        return dbt_worker.serve(dbt_worker.socket_path(settings().home))
     if args.command == "lander":
         from corisync_assets.cdc import lander
 

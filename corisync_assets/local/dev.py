@@ -1,10 +1,11 @@
 """``corisync dev``: the whole local platform in one command (what ``make dev`` runs).
 
-Stack up -> seed demo data if the tables are empty -> the lander (raw CDC within seconds), a background
+Stack up -> seed demo data if the tables are empty -> the lander (raw CDC within seconds), the warm dbt
+worker (``corisync_assets/dbt_worker.py``: dbt runs start without dbt's seconds of imports and parsing), a background
 demo stream of changes, a first sync of the Airbyte connections (recorded in the instance like any run) and
 the D3 dashboard page (dashboard/, drawing <home>/exports/dashboard.json) ->
-``dagster dev`` with instance storage in the project's Postgres. The lander, the demo stream and the page
-server stop when the UI does.
+``dagster dev`` with instance storage in the project's Postgres. The lander, the dbt worker, the demo stream and the
+page server stop when the UI does.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def run_dev(*, port: int = 3000, host: str = "127.0.0.1", rate: float = 2.0,
     env = {**os.environ, **postgres.dagster_env(s)}
     children, logs = [], []
     for name, args in (("lander", ["lander"]),
+                       ("dbt-worker", ["dbt-worker"]),
                        ("demo", ["demo", "--rate", str(rate), "--duration", "86400"])):
         logs.append(open(s.home / "logs" / f"{name}.log", "ab"))  # noqa: SIM115 - lives as long as the child
         children.append(subprocess.Popen([sys.executable, "-m", "corisync_assets.local.cli", *args],
@@ -42,6 +44,7 @@ def run_dev(*, port: int = 3000, host: str = "127.0.0.1", rate: float = 2.0,
                                       "corisync_assets.definitions", "--select", "group:airbyte"],
                                      stdout=logs[-1], stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT))
     print(f"lander    ... landing CDC events continuously (log {s.home / 'logs' / 'lander.log'})")
+    print(f"dbt       ... a warm dbt worker for the dbt runs (log {s.home / 'logs' / 'dbt-worker.log'})")
     print(f"airbyte   ... first sync of the training sheet and GA4 (log {s.home / 'logs' / 'airbyte-first-sync.log'})")
     print(f"demo      ... streaming {rate:g} changes/s (log {s.home / 'logs' / 'demo.log'})")
     exports = dashboard.export_dir()
