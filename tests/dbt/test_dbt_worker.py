@@ -25,7 +25,7 @@ from corisync_assets import dbt_worker
 from corisync_assets.dbt_manifest import DBT_PROJECT_DIR, dbt_executable, warm_dbt_executable
 from corisync_assets.environment import warehouse_resource
 from tests.dbt import expected
-from tests.support.dbt_build import BuiltWarehouse, warehouse_settings
+from tests.support.dbt_build import BuiltWarehouse, rows_at, warehouse_settings
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -65,16 +65,6 @@ def worker(tmp_path_factory):
     assert not w.socket.exists(), "the worker leaves no socket behind"
 
 
-def _rows(path: Path, sql: str) -> list[dict]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        cur = con.execute(sql)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-    finally:
-        con.close()
-
-
 def test_the_dbt_assets_built_through_the_worker_hold_what_the_platform_did(built: BuiltWarehouse, worker: Worker):
     """The Dagster dbt asset with the worker listening: the run's dbt command is served by a forked child with
     the parsed manifest, and the marts it builds (from the raw tables of the shared fixture, marts dropped
@@ -98,13 +88,13 @@ def test_the_dbt_assets_built_through_the_worker_hold_what_the_platform_did(buil
     served = worker.served()[before:]
     assert len(served) == 1 and served[0].startswith("dbt worker: build in pid ") and "(parsed manifest)" in served[0]
     want = expected.dim_users(built.platform)
-    got = {r["user_id"]: r for r in _rows(s.warehouse_path, "select * from marts.dim_users")}
+    got = {r["user_id"]: r for r in rows_at(s.warehouse_path, "select * from marts.dim_users")}
     assert want and set(got) == set(want)
     for uid, w in want.items():
         for col, value in w.items():
             assert got[uid][col] == value, (uid, col)
     funnel = expected.enrollment_funnel(built.platform)
-    rows = _rows(s.warehouse_path, "select * from marts.mart_enrollment_funnel")
+    rows = rows_at(s.warehouse_path, "select * from marts.mart_enrollment_funnel")
     counts = ("enrolled", "started", "completed", "dropped")
     assert {(r["course_id"], r["enrollment_month"]): tuple(r[c] for c in counts) for r in rows} == {
         k: tuple(w[c] for c in counts) for k, w in funnel.items()}

@@ -63,9 +63,14 @@ def altered_copy(built: BuiltWarehouse, home: Path, *statements: str) -> Setting
 
 def rows(built: BuiltWarehouse, sql: str) -> list[dict]:
     """The rows of ``sql`` over the built warehouse, as dicts (a read-only connection)."""
+    return rows_at(built.path, sql)
+
+
+def rows_at(path: Path, sql: str) -> list[dict]:
+    """The rows of ``sql`` over the DuckDB file at ``path``, as dicts (a read-only connection)."""
     import duckdb
 
-    con = duckdb.connect(str(built.path), read_only=True)
+    con = duckdb.connect(str(path), read_only=True)
     try:
         cur = con.execute(sql)
         cols = [d[0] for d in cur.description]
