@@ -25,7 +25,8 @@ from corisync_assets import dbt_worker
 from corisync_assets.dbt_manifest import DBT_PROJECT_DIR, dbt_executable, warm_dbt_executable
 from corisync_assets.environment import warehouse_resource
 from tests.dbt import expected
-from tests.support.dbt_build import BuiltWarehouse, rows_at, warehouse_settings
+from tests.dbt.fixture_warehouse import build_warehouse
+from tests.support.dbt_build import rows_at, warehouse_settings
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -65,20 +66,15 @@ def worker(tmp_path_factory):
     assert not w.socket.exists(), "the worker leaves no socket behind"
 
 
-def test_the_dbt_assets_built_through_the_worker_hold_what_the_platform_did(built: BuiltWarehouse, worker: Worker):
+def test_the_dbt_assets_built_through_the_worker_hold_what_the_platform_did(worker: Worker):
     """The Dagster dbt asset with the worker listening: the run's dbt command is served by a forked child with
-    the parsed manifest, and the marts it builds (from the raw tables of the shared fixture, marts dropped
-    first) hold the figures computed in Python from the simulated platform (tests/dbt/expected.py)."""
+    the parsed manifest, and the marts it builds from a fresh fixture warehouse (its own: other tests add
+    changes to the shared ``built`` one) hold the figures computed in Python from the simulated platform
+    (tests/dbt/expected.py)."""
     from corisync_assets.dbt import corisync_dbt_assets, dbt_resource
 
     s = warehouse_settings(worker.home)
-    shutil.copy(built.path, s.warehouse_path)
-    con = duckdb.connect(str(s.warehouse_path))
-    try:
-        for schema in ("marts", "reporting"):
-            con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    finally:
-        con.close()
+    platform = build_warehouse(s.warehouse_path)
     resource = dbt_resource(s)
     assert resource.dbt_executable == warm_dbt_executable() and resource.dbt_executable.endswith("corisync-dbt")
     before = len(worker.served())
@@ -87,13 +83,13 @@ def test_the_dbt_assets_built_through_the_worker_hold_what_the_platform_did(buil
     assert result.success
     served = worker.served()[before:]
     assert len(served) == 1 and served[0].startswith("dbt worker: build in pid ") and "(parsed manifest)" in served[0]
-    want = expected.dim_users(built.platform)
+    want = expected.dim_users(platform)
     got = {r["user_id"]: r for r in rows_at(s.warehouse_path, "select * from marts.dim_users")}
     assert want and set(got) == set(want)
     for uid, w in want.items():
         for col, value in w.items():
             assert got[uid][col] == value, (uid, col)
-    funnel = expected.enrollment_funnel(built.platform)
+    funnel = expected.enrollment_funnel(platform)
     rows = rows_at(s.warehouse_path, "select * from marts.mart_enrollment_funnel")
     counts = ("enrolled", "started", "completed", "dropped")
     assert {(r["course_id"], r["enrollment_month"]): tuple(r[c] for c in counts) for r in rows} == {
