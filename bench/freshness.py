@@ -354,7 +354,8 @@ def main() -> int:
         children.start("dbt worker", [*cli, "dbt-worker"], env=env, log=logs / "dbt-worker.log")
         children.start("demo", [*cli, "demo", "--rate", str(args.rate), "--duration", "86400"], env=env,
                        log=logs / "demo.log")
-        say(f"dagster dev on http://127.0.0.1:{ui_port}, lander, demo at {args.rate:g} changes/s; logs in {logs}")
+        say(f"dagster dev on http://127.0.0.1:{ui_port}, lander, dbt worker, demo at {args.rate:g} changes/s; "
+            f"logs in {logs}")
 
         path = str(s.warehouse_path)
         started = time.monotonic()

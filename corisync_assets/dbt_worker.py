@@ -77,6 +77,8 @@ def main() -> None:
             conn.close()
             conn = None
     if conn is None:
+        # dbt_manifest.dbt_executable's rule, not imported: that module loads the settings (pydantic), and
+        # this process must start in milliseconds; corisync-dbt always sits beside the venv's dbt
         dbt = os.fspath(Path(sys.executable).parent / "dbt")
         os.execv(dbt, [dbt, *sys.argv[1:]])
     sys.exit(_through_worker(conn, sys.argv[1:]))

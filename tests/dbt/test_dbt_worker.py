@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from corisync_assets import dbt_worker
@@ -123,11 +122,8 @@ def test_an_edited_model_is_parsed_again_before_it_runs(tmp_path, worker: Worker
     served = worker.served()[-2:]
     assert all("run in pid" in line and "(parsed manifest)" in line for line in served), served
     assert worker.text().count(f"parsed {project}") == 2
-    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
-    try:
-        assert con.execute("SELECT * FROM staging.stg_example").fetchall() == [(2, "edited")]
-    finally:
-        con.close()
+    assert rows_at(tmp_path / "warehouse.duckdb", "SELECT * FROM staging.stg_example") == [
+        {"answer": 2, "note": "edited"}]
 
 
 def test_a_failing_command_exits_as_the_dbt_cli_does(tmp_path, worker: Worker):
