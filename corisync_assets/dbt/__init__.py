@@ -6,7 +6,7 @@ Compose in ``corisync_assets/definitions.py``::
     defs = Definitions.merge(..., dbt_definitions(settings()))
 
 or pick the pieces: ``corisync_dbt_assets``, ``dbt_resource(settings)`` (bind as resource key ``"dbt"``),
-``dbt_daily_schedule``, ``dbt_automation_sensor``, ``marts_freshness_checks``, ``marts_freshness_sensor``.
+``dbt_daily_schedule``, ``dbt_automation_sensor``. Marts carry a ``FreshnessPolicy`` (the translator).
 """
 
 from __future__ import annotations
@@ -14,12 +14,7 @@ from __future__ import annotations
 from dagster import Definitions
 
 from corisync_assets.dbt.assets import DBT_TRANSLATOR, corisync_dbt_assets, dbt_asset_keys
-from corisync_assets.dbt.automation import (
-    dbt_automation_sensor,
-    dbt_daily_schedule,
-    marts_freshness_checks,
-    marts_freshness_sensor,
-)
+from corisync_assets.dbt.automation import dbt_automation_sensor, dbt_daily_schedule
 from corisync_assets.dbt.project import corisync_dbt_project, dbt_project_for, prepare
 from corisync_assets.dbt.resource import (
     DBT_PROJECT_DIR,
@@ -38,9 +33,8 @@ def dbt_definitions(s: Settings) -> Definitions:
     """Everything dbt contributes to the code location, with its resource bound for ``s``."""
     return Definitions(
         assets=[corisync_dbt_assets],
-        asset_checks=marts_freshness_checks,
         schedules=[dbt_daily_schedule],
-        sensors=[dbt_automation_sensor, marts_freshness_sensor],
+        sensors=[dbt_automation_sensor],
         # the warehouse too: dbt builds hold its writer slot (the same object the CDC part binds)
         resources={DBT_RESOURCE_KEY: dbt_resource(s), "warehouse": warehouse_resource(s)},
     )
@@ -63,7 +57,5 @@ __all__ = [
     "dbt_env",
     "dbt_project_for",
     "dbt_resource",
-    "marts_freshness_checks",
-    "marts_freshness_sensor",
     "prepare",
 ]

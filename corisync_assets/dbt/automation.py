@@ -1,21 +1,19 @@
 """When the dbt assets run: eagerly after their raw CDC assets land (automation conditions set by the
-translator, evaluated by ``dbt_automation_sensor``), plus a daily full build; freshness checks on marts."""
+translator, evaluated by ``dbt_automation_sensor``), plus a daily full build.
+
+The marts' freshness is a ``FreshnessPolicy`` on each mart (the translator), which Dagster's freshness daemon
+evaluates from the materializations it already records: no run, no step. Explicit freshness *checks*
+(``build_last_update_freshness_checks``, which Dagster 1.13 marks as superseded by the policy) were dropped:
+Dagster adds every check of the selected assets that has no automation condition of its own to an
+automation run, so each run that built a mart ended with a freshness-check step (3-4 s that the next run
+waited for), and their own sensor launched a run every 5 minutes for the same answer."""
 
 from __future__ import annotations
 
-import warnings
-
-from dagster import (
-    AssetSelection,
-    AutomationConditionSensorDefinition,
-    DefaultSensorStatus,
-    build_last_update_freshness_checks,
-    build_sensor_for_freshness_checks,
-)
+from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus
 from dagster_dbt import build_schedule_from_dbt_selection
 
-from corisync_assets.dbt.assets import corisync_dbt_assets, dbt_asset_keys
-from corisync_assets.dbt.translator import MARTS_MAX_STALENESS
+from corisync_assets.dbt.assets import corisync_dbt_assets
 
 dbt_daily_schedule = build_schedule_from_dbt_selection(
     [corisync_dbt_assets],
@@ -26,26 +24,10 @@ dbt_daily_schedule = build_schedule_from_dbt_selection(
     schedule_name="dbt_daily_schedule",
 )
 
-# Dagster 1.13 prefers FreshnessPolicy (set on every mart by the translator); these explicit asset checks
-# add a check result per mart (alertable, runnable from a job or a test) on the same bound.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=".*is superseded.*")
-    marts_freshness_checks = build_last_update_freshness_checks(
-        assets=dbt_asset_keys("marts"),
-        lower_bound_delta=MARTS_MAX_STALENESS,
-    )
-    marts_freshness_sensor = build_sensor_for_freshness_checks(
-        freshness_checks=marts_freshness_checks,
-        name="dbt_marts_freshness_sensor",
-        minimum_interval_seconds=300,  # the bound is 26 h; each evaluation is a run that takes a run slot
-        default_status=DefaultSensorStatus.RUNNING,
-    )
-
 dbt_automation_sensor = AutomationConditionSensorDefinition(
     "dbt_automation_sensor",
-    # the dbt assets and their dbt tests; the marts' freshness checks have their own sensor (a bound of
-    # 26 h) and would add a step to every automation run, which the next run waits for
-    target=AssetSelection.assets(corisync_dbt_assets) - AssetSelection.checks(*marts_freshness_checks),
+    # the dbt assets and their dbt tests (the only checks on them: nothing else rides along in their runs)
+    target=AssetSelection.assets(corisync_dbt_assets),
     default_status=DefaultSensorStatus.RUNNING,
     # the lander lands within seconds; marts follow within one tick plus one dbt build (p95 target 60 s)
     minimum_interval_seconds=5,

@@ -32,7 +32,7 @@ RAW_PREFIX = "raw_cdc"
 CHANGELOG_SUFFIX = "__changelog"
 
 #: Marts must have been rebuilt within this window (the daily schedule alone satisfies it): a freshness
-#: policy on every mart, and the same bound in the explicit freshness checks (automation.py).
+#: policy on every mart, evaluated by Dagster's freshness daemon (automation.py says why not checks).
 MARTS_MAX_STALENESS = timedelta(hours=26)
 MARTS_WARN_STALENESS = timedelta(hours=25)
 

@@ -16,7 +16,9 @@ writers' slot) and the instance.
 
 The materialization that landed the marker is the one whose ``offset_ranges`` cover the marker's Kafka
 offset (read from ``raw_cdc.users__changelog``); the mart build is the first materialization of
-``marts/dim_users`` stored after it (it read the landing: see ``Platform.first_build_after``). Failures
+``marts/dim_users`` stored after it (it read the landing: see ``Platform.first_build_after``). That run
+executed the dbt step and nothing else (no check rides along), and Dagster's freshness daemon then holds
+``marts/dim_users`` as fresh under the marts' freshness policy. Failures
 quote the runs and the tail of the daemon's log (``artifacts/e2e/dagster-daemon.log``, git-ignored).
 """
 
@@ -34,7 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, EventLogRecord
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, EventLogRecord
+from dagster._core.definitions.freshness import FreshnessState
 
 from corisync_assets.cdc.sensors import ACTIVE_STATUSES
 from corisync_assets.environment import Settings
@@ -58,7 +61,7 @@ SCHEDULE_TAG = "dagster/schedule_name"
 #: bounds on waiting, generous for a loaded 2-core machine; the tests never assert a duration
 DAEMON_START_S = float(os.environ.get("CORISYNC_E2E_DAEMON_START_S", "240"))
 STEP_TIMEOUT_S = float(os.environ.get("CORISYNC_E2E_STEP_TIMEOUT_S", "420"))
-DAEMONS = {"SENSOR", "ASSET", "QUEUED_RUN_COORDINATOR"}
+DAEMONS = {"SENSOR", "ASSET", "QUEUED_RUN_COORDINATOR", "FRESHNESS_DAEMON"}
 
 
 @dataclass
@@ -190,7 +193,9 @@ def platform(stack: Settings, tmp_path_factory) -> Iterator[Platform]:
     env = {**os.environ, **postgres.dagster_env(stack), "DAGSTER_HOME": str(home), "DAGSTER_PG_DB": db,
            "CORISYNC_DUCKDB_PATH": str(settings.duckdb_path), "CORISYNC_CONSUMER_GROUP": settings.consumer_group,
            # offsets still for 10 s, not make dev's 60 s, count as stalled: the same decision, sooner
-           "CORISYNC_LAG_STALL_S": "10"}
+           "CORISYNC_LAG_STALL_S": "10",
+           # the freshness daemon evaluates every 30 s by default; sooner here, the same evaluation
+           "FRESHNESS_DAEMON_INTERVAL_SECONDS": "2"}
     env.pop("DAGSTER_IS_DEV_CLI", None)
     dbt_project_for(settings)  # the manifest the code server will load is current (no parse race with it)
 
@@ -233,7 +238,18 @@ def _assert_automation_built_after(p: Platform, landing: EventLogRecord, user_id
     p.wait_for(f"end of the dbt run {run.run_id}", lambda: p.instance.get_run_by_id(run.run_id).is_finished)
     status = p.instance.get_run_by_id(run.run_id).status
     assert status == DagsterRunStatus.SUCCESS, p.explain(f"the dbt run {run.run_id} ended {status.value}")
+    from corisync_assets.dbt import corisync_dbt_assets
+
+    steps = {r.event_log_entry.step_key
+             for r in p.instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_START).records}
+    assert steps == {corisync_dbt_assets.op.name}, p.explain(f"the automation run {run.run_id} ran steps {steps}")
+    p.wait_for("marts/dim_users fresh by its freshness policy", lambda: _freshness(p, DIM_USERS) == FreshnessState.PASS)
     return build
+
+
+def _freshness(p: Platform, key: AssetKey) -> FreshnessState | None:
+    record = p.instance.get_freshness_state_records([key]).get(key)
+    return record.freshness_state if record else None
 
 
 def test_a_commit_reaches_raw_through_the_lag_sensor_then_the_marts_through_automation(platform):
