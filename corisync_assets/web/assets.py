@@ -73,9 +73,12 @@ class WebPipeline(ConfigurableResource):
     driver_java_options: str = Field(default=DRIVER_JAVA_OPTIONS, description="The driver JVM's options (default: "
                                      "C1 JIT only, for short incremental runs; \"\" for the full JIT).")
     spark_conf: dict[str, str] = Field(default_factory=dict)
+    niceness: int = Field(default=10, ge=0, le=19, description="spark-submit runs under `nice -n` this (0: as "
+                          "is): the driver and local[*] executors are batch work and yield the CPU to the lander, "
+                          "dbt and Dagster, which everything real-time waits on.")
 
     def spark_submit(self) -> list[str]:
-        """``spark-submit`` of the installed pyspark, with the master and the job script."""
+        """``spark-submit`` of the installed pyspark, with the master and the job script (under ``nice``)."""
         from pyspark.find_spark_home import _find_spark_home
 
         binary = Path(_find_spark_home()) / "bin" / "spark-submit"
@@ -90,7 +93,8 @@ class WebPipeline(ConfigurableResource):
             args += ["--driver-java-options", self.driver_java_options]
         for key, value in sorted(conf.items()):
             args += ["--conf", f"{key}={value}"]
-        return [*args, str(JOB_SCRIPT)]
+        nice = ["nice", "-n", str(self.niceness)] if self.niceness else []
+        return [*nice, *args, str(JOB_SCRIPT)]
 
     def spark_env(self) -> dict[str, str]:
         """The job's Python is this one (driver and local executors; cluster images carry the same)."""
