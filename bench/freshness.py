@@ -343,6 +343,7 @@ def main() -> int:
         s = environment.settings()
         run_demo(rate=0, duration=0, s=s, out=say)
         postgres.write_dagster_yaml(s)
+        postgres.ensure_pool_limits(s)  # as `corisync dev` does
         os.environ.update(postgres.dagster_env(s))
         env = dict(os.environ)
         ui_port = free_port()

@@ -31,6 +31,7 @@ def run_dev(*, port: int = 3000, host: str = "127.0.0.1", rate: float = 2.0,
     run_demo(rate=0, duration=0, random_seed=DEMO_SEED)
     postgres.write_dagster_yaml(s)
     env = {**os.environ, **postgres.dagster_env(s)}
+    postgres.ensure_pool_limits(s)
     children, logs = [], []
     for name, args in (("lander", ["lander"]),
                        ("dbt-worker", ["dbt-worker"]),

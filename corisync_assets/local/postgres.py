@@ -354,6 +354,23 @@ def write_dagster_yaml(s: Settings) -> Path:
     return path
 
 
+def ensure_pool_limits(s: Settings) -> list[str]:
+    """The platform's Dagster pools configured in the dev instance before Dagster starts
+    (``web.assets.ensure_pool_limits`` says why); returns the pools it configured."""
+    from dagster import DagsterInstance
+
+    from corisync_assets.web.assets import ensure_pool_limits as configure
+
+    saved = dict(os.environ)
+    os.environ.update(dagster_env(s))  # dagster.yaml reads the storage's settings from the environment
+    try:
+        with DagsterInstance.from_config(str(dagster_home(s))) as instance:
+            return configure(instance)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def dagster_env(s: Settings) -> dict[str, str]:
     """Variables to export for ``dagster dev`` / tests: DAGSTER_HOME and DAGSTER_PG_* (incl. the password)."""
     password = read_secrets(s.home).get("DAGSTER_PG_PASSWORD") or os.environ.get("DAGSTER_PG_PASSWORD", "")

@@ -28,6 +28,7 @@ from dagster import (
     AutomationConditionSensorDefinition,
     Config,
     ConfigurableResource,
+    DagsterInstance,
     DefaultSensorStatus,
     MaterializeResult,
     MetadataValue,
@@ -48,10 +49,30 @@ JOB_SCRIPT = Path(__file__).resolve().parent / "spark" / "job.py"
 #: the Dagster concurrency pool of the Spark assets: the instance's dagster.yaml limits its pools to one run
 #: at a time, so the lag sensor, automation and the UI never run two jobs over the same offsets and lake days
 SPARK_POOL = "web_spark"
+#: the platform's pools and the limit each gets in an instance that has none configured for it
+POOL_LIMITS = {SPARK_POOL: 1}
 #: summary keys of the Spark job naming the date partitions it rewrote, per table
 AFFECTED = {"events": "event_dates", "sessions": "session_dates", "page_daily": "page_days"}
 #: the check on ``web/events``: every message the run read was a valid event
 VALID_CHECK = "all_messages_valid"
+
+
+def ensure_pool_limits(instance: DagsterInstance) -> list[str]:
+    """Configure each pool of ``POOL_LIMITS`` in ``instance`` unless it is configured already (an operator's
+    own limit stays); returns the pools it configured. ``corisync dev`` calls it before Dagster starts.
+
+    Dagster's run queue (1.13) enforces a run-granularity pool only once the pool exists in the instance's
+    storage. The first queue iteration that meets a new pool creates it at ``dagster.yaml``'s
+    ``default_limit``, but decides with the list of pools it read before, so every queued run of that pool
+    launches at once. Under ``make dev`` on a fresh instance those were the lag sensor's run and
+    automation's first-deployment run of the web assets: two Spark jobs over the same offsets and lake days
+    for two minutes, on two cores."""
+    storage = instance.event_log_storage
+    configured = storage.get_concurrency_keys()
+    missing = [pool for pool in POOL_LIMITS if pool not in configured]
+    for pool in missing:
+        storage.set_concurrency_slots(pool, POOL_LIMITS[pool])
+    return missing
 
 
 def web_asset_key(name: str) -> AssetKey:

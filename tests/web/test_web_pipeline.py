@@ -263,3 +263,20 @@ def test_spark_submit_runs_as_batch_work_under_nice(tmp_path) -> None:
                            capture_output=True, text=True, check=True)
     assert int(probe.stdout) == min(19, os.nice(0) + 10)
     assert WebPipeline(lake_uri=str(tmp_path / "lake"), niceness=0).spark_submit()[0].endswith("/bin/spark-submit")
+
+
+def test_the_spark_pool_is_configured_before_dagster_starts_and_an_operators_limit_stays() -> None:
+    """``ensure_pool_limits`` puts ``web_spark`` in the instance's pools with limit 1 (so the run queue enforces
+    it from its first iteration) and leaves a limit an operator set alone."""
+    from corisync_assets.web.assets import SPARK_POOL, ensure_pool_limits
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        storage = instance.event_log_storage
+        assert SPARK_POOL not in storage.get_concurrency_keys()
+        assert ensure_pool_limits(instance) == [SPARK_POOL]
+        assert storage.get_concurrency_info(SPARK_POOL).slot_count == 1
+        assert ensure_pool_limits(instance) == []
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.event_log_storage.set_concurrency_slots(SPARK_POOL, 3)
+        assert ensure_pool_limits(instance) == []
+        assert instance.event_log_storage.get_concurrency_info(SPARK_POOL).slot_count == 3
