@@ -234,7 +234,10 @@ def dagster_report(window_start: float, window_end: float, dagster_start: float)
         def kind(run) -> str:
             tags = run.tags
             if tags.get("dagster/from_automation_condition"):
-                return "dbt (automation)"
+                layers = {k.path[0] for k in run.asset_selection or ()}
+                if layers & {"staging", "marts", "reporting", "snapshots"}:
+                    return "dbt (automation)"
+                return f"automation ({', '.join(sorted(layers))})"  # the web tables, the dashboard export
             if tags.get("dagster/sensor_name"):
                 return f"sensor {tags['dagster/sensor_name']}"
             if tags.get("dagster/schedule_name"):
@@ -271,8 +274,8 @@ def dagster_report(window_start: float, window_end: float, dagster_start: float)
                       and window_start <= r.create_timestamp.timestamp() <= window_end]
         with_mart = [r for r in automation if mart_key in (r.dagster_run.asset_selection or ())]
         lines.append(f"  automation runs created in the marker window: {len(automation)}, of which "
-                     f"{len(with_mart)} selected {mart_key.to_user_string()} (an asset is left out of a tick's run "
-                     "while any of its upstream assets is in a run in progress)")
+                     f"{len(with_mart)} selected {mart_key.to_user_string()} (the others: requested for changes that "
+                     "do not reach it, or while it missed a parent)")
         step_s, startup_s = [], []
         for rec in automation:
             starts = {e.step_key: e.timestamp for e in instance.all_logs(rec.dagster_run.run_id,
