@@ -12,6 +12,9 @@ cluster, Debezium Connect, a Spark cluster and BigQuery.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -226,6 +229,26 @@ _FIELDS = {
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names it."""
+
+
+_environ_lock = threading.RLock()
+
+
+@contextmanager
+def exported(env: Mapping[str, str]) -> Iterator[None]:
+    """``env`` overlaid on this process's environment for the block (for libraries that read it: dbt's
+    profile, Dagster's ``dagster.yaml``), then each of those variables as it was; one block at a time."""
+    with _environ_lock:
+        saved = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def local_secrets_file(home: Path) -> Path:

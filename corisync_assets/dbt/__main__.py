@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from corisync_assets.environment import settings
+from corisync_assets.environment import exported, settings
 
 
 def _prepare() -> Path:
@@ -59,10 +59,10 @@ def _package() -> Path:
 
 def _dbt(args: list[str]) -> int:
     from corisync_assets.dbt.project import DBT_PROJECT_DIR
-    from corisync_assets.dbt.resource import _exported, dbt_env, dbt_executable
+    from corisync_assets.dbt.resource import dbt_env, dbt_executable
 
     s = settings()
-    with _exported(dbt_env(s)):
+    with exported(dbt_env(s)):
         return subprocess.call([dbt_executable(), *args, "--profiles-dir", str(DBT_PROJECT_DIR)], cwd=DBT_PROJECT_DIR)
 
 

@@ -11,9 +11,6 @@ from __future__ import annotations
 import contextvars
 import os
 import sys
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,7 @@ from corisync_assets.dbt_manifest import DBT_PROJECT_DIR as DBT_PROJECT_DIR  # r
 from corisync_assets.dbt_manifest import dbt_executable as dbt_executable  # re-exported
 from corisync_assets.dbt_manifest import profile_env, target_path, warm_dbt_executable
 from corisync_assets.dbt_worker import SOCKET_ENV, socket_path
-from corisync_assets.environment import Settings
+from corisync_assets.environment import Settings, exported
 
 #: dbt's indirect selection, set explicitly (not left to dbt's default or a developer's environment).
 #: Dagster selects every check of a selected asset; the dbt mode that always runs all of them is "eager":
@@ -36,24 +33,8 @@ from corisync_assets.environment import Settings
 #: When Dagster needs exact check selection (checks subsetted in the UI) it overrides this with "empty".
 INDIRECT_SELECTION = "eager"
 
-_environ_lock = threading.RLock()
 #: False while a ``cli(..., in_process_adapter=False)`` call starts dbt
 _in_process_adapter = contextvars.ContextVar("corisync_dbt_in_process_adapter", default=True)
-
-
-@contextmanager
-def _exported(env: Mapping[str, str]) -> Iterator[None]:
-    with _environ_lock:
-        saved = {name: os.environ.get(name) for name in env}
-        os.environ.update(env)
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 def dbt_env(s: Settings) -> dict[str, str]:
@@ -103,7 +84,7 @@ class CorisyncDbtCliResource(DbtCliResource):
             Path(duckdb_path).parent.mkdir(parents=True, exist_ok=True)
         token = _in_process_adapter.set(in_process_adapter)
         try:
-            with _exported(self.dbt_env):
+            with exported(self.dbt_env):
                 return super().cli(args, **kwargs)
         finally:
             _in_process_adapter.reset(token)

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from corisync_assets.environment import PROJECT_ROOT, Settings, local_secrets_file
+from corisync_assets.environment import PROJECT_ROOT, Settings, exported, local_secrets_file
 from corisync_assets.local.procs import StackError, port_bindable, port_open, tail
 
 DOCKER_PG = PROJECT_ROOT / "docker" / "postgres"
@@ -361,14 +361,8 @@ def ensure_pool_limits(s: Settings) -> list[str]:
 
     from corisync_assets.web.assets import ensure_pool_limits as configure
 
-    saved = dict(os.environ)
-    os.environ.update(dagster_env(s))  # dagster.yaml reads the storage's settings from the environment
-    try:
-        with DagsterInstance.from_config(str(dagster_home(s))) as instance:
-            return configure(instance)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    with exported(dagster_env(s)), DagsterInstance.from_config(str(dagster_home(s))) as instance:
+        return configure(instance)  # dagster.yaml reads the storage's settings from the environment
 
 
 def dagster_env(s: Settings) -> dict[str, str]:
