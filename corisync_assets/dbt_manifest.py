@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from corisync_assets.environment import PROJECT_ROOT, Settings, settings
+from corisync_assets.resources.warehouse.writer_slot import build_copy_path
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 #: Where the packaged (prod) copy of the dbt project lives inside the Python package (git-ignored).
@@ -149,7 +150,10 @@ class Parse:
             "--profiles-dir",
             os.fspath(project_dir),
         ]
-        env = {**os.environ, **profile_env(s), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+        # DuckDB's path as the builds see it (they build in a copy of the warehouse, Warehouse.dbt_build): dbt
+        # reuses a partial parse only if made with the same profile, and the builds start from this one
+        env = {**os.environ, **profile_env(s), "CORISYNC_DUCKDB_PATH": build_copy_path(os.fspath(s.warehouse_path)),
+               "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
         self._out = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  closed in wait(); not a pipe: nobody reads it meanwhile
         try:
             self._proc = subprocess.Popen(

@@ -2,15 +2,17 @@
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 from dagster import AssetExecutionContext, AssetKey, AssetObservation, MetadataValue, Output
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import dbt_assets
 from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
 
 from corisync_assets.dbt.deferral import BUILT_RESOURCE_TYPES
 from corisync_assets.dbt.previews import is_mart, with_previews
 from corisync_assets.dbt.project import corisync_dbt_project
+from corisync_assets.dbt.resource import CorisyncDbtCliResource
 from corisync_assets.dbt.translator import CorisyncDbtTranslator
 from corisync_assets.resources.warehouse.base import Warehouse
 
@@ -28,7 +30,7 @@ AUTOMATION_CONDITION_TAG = "dagster/from_automation_condition"
     dagster_dbt_translator=DBT_TRANSLATOR,
     name="corisync_dbt",
 )
-def corisync_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+def corisync_dbt_assets(context: AssetExecutionContext, dbt: CorisyncDbtCliResource, warehouse: Warehouse):
     """``dbt build`` of the selected models/snapshots; their tests report as asset checks.
 
     Materializations carry the row count; runs other than automation's also carry the column schema and
@@ -43,17 +45,19 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, war
     lineage of the latest run that has it (the daily build, a launch from the UI).
 
     Every mart's materialization, in every run, carries its row count, column schema and a preview of its
-    first rows (``previews.py``), read after dbt built it. In automation runs against DuckDB, the events from
-    the first mart on are therefore held until dbt exits (the file is dbt's until then), so that each check
-    still follows the materialization it checks.
+    first rows (``previews.py``), read from the warehouse once the build is published. In automation runs
+    against DuckDB, the events from the first mart on are therefore held until dbt exits and the build is
+    published, so that each check still follows the materialization it checks.
 
-    DuckDB allows one writing process per file. Every writer takes the warehouse's writer slot first (a
-    file lock; BigQuery has no such limit and nothing is held): here around the look at which relations
-    exist (``_deferred_tests``) and around the row counts; the dbt process takes it itself from its first
-    connection to its exit (plugin ``resources/warehouse/duckdb_writer_slot.py``), so the lander is not
-    held up by dbt's start. Where the in-process adapter is used against DuckDB, the dbt events are
-    therefore collected until the dbt process has exited, then enriched under the slot (BigQuery streams
-    them). The in-process connections are closed at the end, freeing the file.
+    DuckDB allows one writing process per file, and no reader beside it. So that the lander is not kept out
+    for a whole build (11-18 s of every automation cycle here), dbt builds in a copy of the warehouse
+    (``Warehouse.dbt_build``): taken under the writer slot between two landings, it is the consistent cut
+    dbt reads. After dbt exits, the build is published into the warehouse under the slot (tables rewritten,
+    views created again, in dependency order, one transaction), the previews and row counts read, and the
+    slot let go before Dagster records the held events. Materializations streamed live (staging, before the
+    first mart) reach the warehouse at that publish, before the step ends. The in-process adapter reads the
+    copy, which no other process uses. BigQuery has no such limit: dbt builds in place and nothing is held.
+    The in-process connections are closed at the end.
     """
     args = ["build"]
     with warehouse.exclusive():
@@ -66,38 +70,59 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource, war
     def key_of(output: Output) -> AssetKey:
         return context.asset_key_for_output(output.output_name)
 
-    invocation = dbt.cli(args, context=context, raise_on_error=False, in_process_adapter=not counts_in_warehouse)
-    try:
-        relations = dbt_relations(invocation.manifest)
-        if counts_in_warehouse:
-            built: list[AssetKey] = []
-            held: list = []
-            for event in invocation.stream():  # live: Dagster records each event while dbt runs ...
-                if isinstance(event, Output):
-                    built.append(key_of(event))
-                if held or (isinstance(event, Output) and is_mart(built[-1])):
-                    held.append(event)  # ... up to the first mart, whose preview needs the file dbt holds
-                else:
-                    yield event
-            with warehouse.exclusive():
-                yield from with_previews(held, key_of, warehouse, relations)
-                yield from _table_row_counts(warehouse, relations, [k for k in built if not is_mart(k)])
-        elif invocation.manifest.get("metadata", {}).get("adapter_type") == "duckdb":
-            events = list(invocation.stream())  # until the dbt process exits, releasing the file
-            with warehouse.exclusive():
-                # the adapter's metadata first (its threads query the file), then the previews
+    copying = time.monotonic()
+    with warehouse.dbt_build() as build_path:
+        if build_path is not None:
+            context.log.info(f"dbt builds in a copy of the warehouse, {build_path} (taken in "
+                             f"{time.monotonic() - copying:.2f}s, the wait for the writer slot included)")
+        invocation = dbt.cli(args, context=context, raise_on_error=False, in_process_adapter=not counts_in_warehouse,
+                             duckdb_path=build_path)
+        try:
+            relations = dbt_relations(invocation.manifest)
+            if counts_in_warehouse:
+                built: list[AssetKey] = []
+                held: list = []
+                for event in invocation.stream():  # live: Dagster records each event while dbt runs ...
+                    if isinstance(event, Output):
+                        built.append(key_of(event))
+                    if held or (isinstance(event, Output) and is_mart(built[-1])):
+                        held.append(event)  # ... up to the first mart, whose preview needs the published build
+                    else:
+                        yield event
+                with warehouse.exclusive():
+                    _publish(context, warehouse, relations, built)
+                    held = [*with_previews(held, key_of, warehouse, relations),
+                            *_table_row_counts(warehouse, relations, [k for k in built if not is_mart(k)])]
+                yield from held  # recorded after the slot is let go
+            elif build_path is not None:
+                events = list(invocation.stream())  # until the dbt process exits, releasing the copy
+                # the adapter's metadata (its threads query the copy, which only this build uses) ...
                 events = list(_with_metadata(DbtEventIterator(iter(events), invocation), full_metadata))
-                yield from with_previews(events, key_of, warehouse, relations)
-        else:
-            yield from with_previews(_with_metadata(invocation.stream(), full_metadata), key_of, warehouse,
-                                     relations)
-    finally:
-        if invocation.adapter is not None:
-            invocation.adapter.cleanup_connections()
-        keep_partial_parse(invocation.target_path, invocation.target_path.parent)
-        prune_invocation_dirs(invocation.target_path.parent, keep=KEEP_INVOCATION_DIRS)
+                with warehouse.exclusive():  # ... then the build published, and the previews read from it
+                    _publish(context, warehouse, relations, [key_of(e) for e in events if isinstance(e, Output)])
+                    events = list(with_previews(events, key_of, warehouse, relations))
+                yield from events
+            else:  # dbt built in place (BigQuery): everything streams
+                yield from with_previews(_with_metadata(invocation.stream(), full_metadata), key_of, warehouse,
+                                         relations)
+        finally:
+            if invocation.adapter is not None:
+                invocation.adapter.cleanup_connections()
+            keep_partial_parse(invocation.target_path, invocation.target_path.parent)
+            prune_invocation_dirs(invocation.target_path.parent, keep=KEEP_INVOCATION_DIRS)
     if not invocation.is_successful():
         raise invocation.get_error() or RuntimeError("dbt build failed")
+
+
+def _publish(context: AssetExecutionContext, warehouse: Warehouse, relations: dict[AssetKey, tuple[str, str]],
+             built: list[AssetKey]) -> None:
+    """What this build built (``built``: the keys dbt reported) into the warehouse, in dependency order
+    (``Warehouse.publish_dbt_build``), timed in the run's log; a model that failed keeps its last version.
+    Callers hold the writer slot."""
+    started = time.monotonic()
+    done = set(built)
+    count = warehouse.publish_dbt_build([relation for key, relation in relations.items() if key in done])
+    context.log.info(f"published {count} relation(s) of the build in {time.monotonic() - started:.2f}s")
 
 
 def _with_metadata(events: DbtEventIterator, full: bool) -> DbtEventIterator:
@@ -106,9 +131,14 @@ def _with_metadata(events: DbtEventIterator, full: bool) -> DbtEventIterator:
 
 
 def dbt_relations(manifest: dict) -> dict[AssetKey, tuple[str, str]]:
-    """(schema, name) of every model and snapshot, by asset key."""
-    return {DBT_TRANSLATOR.get_asset_key(n): (n["schema"], n.get("alias") or n["name"])
-            for n in manifest["nodes"].values() if n["resource_type"] in BUILT_RESOURCE_TYPES}
+    """(schema, name) of every model and snapshot, by asset key, each after the ones it reads."""
+    from graphlib import TopologicalSorter
+
+    nodes = {uid: n for uid, n in manifest["nodes"].items() if n["resource_type"] in BUILT_RESOURCE_TYPES}
+    order = TopologicalSorter({uid: [d for d in n.get("depends_on", {}).get("nodes", []) if d in nodes]
+                               for uid, n in nodes.items()}).static_order()
+    return {DBT_TRANSLATOR.get_asset_key(nodes[uid]): (nodes[uid]["schema"], nodes[uid].get("alias") or
+                                                        nodes[uid]["name"]) for uid in order}
 
 
 def _table_row_counts(warehouse: Warehouse, relations: dict[AssetKey, tuple[str, str]], built: list[AssetKey]):

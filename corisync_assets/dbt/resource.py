@@ -74,17 +74,19 @@ class CorisyncDbtCliResource(DbtCliResource):
             return None
         return super()._initialize_dbt_core_adapter(args)
 
-    def cli(self, args, *, in_process_adapter: bool = True, **kwargs: Any):  # type: ignore[override]
+    def cli(self, args, *, in_process_adapter: bool = True, duckdb_path: str | None = None,
+            **kwargs: Any):  # type: ignore[override]
         """``DbtCliResource.cli``, with dbt's environment exported. ``in_process_adapter=False`` skips the
         dbt adapter dagster-dbt builds in this process before starting dbt (about 2 s here, on the critical
         path of every build) for invocations that use none of ``fetch_row_counts`` /
-        ``fetch_column_metadata``."""
-        duckdb_path = self.dbt_env.get("CORISYNC_DUCKDB_PATH")
-        if duckdb_path and self.dbt_env.get("CORISYNC_DBT_TARGET", "local") == "local":
-            Path(duckdb_path).parent.mkdir(parents=True, exist_ok=True)
+        ``fetch_column_metadata``. ``duckdb_path``: the DuckDB file this invocation (and its in-process
+        adapter) opens instead of the warehouse (the build copy, ``Warehouse.dbt_build``)."""
+        env = {**self.dbt_env, **({"CORISYNC_DUCKDB_PATH": duckdb_path} if duckdb_path else {})}
+        if env.get("CORISYNC_DUCKDB_PATH") and env.get("CORISYNC_DBT_TARGET", "local") == "local":
+            Path(env["CORISYNC_DUCKDB_PATH"]).parent.mkdir(parents=True, exist_ok=True)
         token = _in_process_adapter.set(in_process_adapter)
         try:
-            with exported(self.dbt_env):
+            with exported(env):
                 return super().cli(args, **kwargs)
         finally:
             _in_process_adapter.reset(token)

@@ -154,6 +154,19 @@ class Warehouse(ConfigurableResource):
         dbt take turns). Warehouses without such a limit need nothing here."""
         yield self
 
+    @contextmanager
+    def dbt_build(self):
+        """Where a dbt build writes, held for the build: the path of a private copy of the warehouse taken
+        under the writer slot (DuckDB), or None when dbt builds in place (BigQuery: no file lock keeps
+        anyone out while it builds). A copy's results reach the warehouse by :meth:`publish_dbt_build`."""
+        yield None
+
+    def publish_dbt_build(self, relations: Sequence[tuple[str, str]]) -> int:
+        """Put the (schema, name) tables and views dbt built in :meth:`dbt_build`'s copy into the warehouse,
+        in the order given (a view after what it reads); how many. Callers hold the writer slot. Nothing to
+        do where dbt builds in place."""
+        return 0
+
     @property
     def defers_current_state(self) -> bool:
         """True when `land_all` only appends and current state changes at `fold` (BigQuery): the raw assets

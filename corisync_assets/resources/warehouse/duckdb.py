@@ -7,6 +7,9 @@ short-lived and retried while another run (or dbt) holds the lock.
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -36,7 +39,7 @@ from corisync_assets.resources.warehouse.base import (
     Warehouse,
     snapshot_end_sql,
 )
-from corisync_assets.resources.warehouse.writer_slot import writer_slot_path
+from corisync_assets.resources.warehouse.writer_slot import build_copy_path, writer_slot_path
 
 
 def q(name: str) -> str:
@@ -154,6 +157,75 @@ def _parquet_source(table: PartitionedTable, files_by_date) -> str | None:
             f"hive_types = {{'{table.partition}': DATE}})")
 
 
+def _literal(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    """The file and its write-ahead log, if one was left (writers close their connections, which checkpoints
+    it, before they release the slot). Each part lands whole (a temporary file, then a rename)."""
+    for suffix in ("", ".wal"):
+        src, dst = Path(f"{source}{suffix}"), Path(f"{target}{suffix}")
+        if src.exists():
+            partial = dst.with_name(dst.name + ".partial")
+            shutil.copyfile(src, partial)
+            os.replace(partial, dst)
+        else:
+            dst.unlink(missing_ok=True)
+
+
+def _publish(con, alias: str, relations) -> int:
+    """See ``DuckDBWarehouse.publish_dbt_build``; ``con`` has the copy attached as ``alias``."""
+    wanted = [(s, n) for s, n in dict.fromkeys(tuple(r) for r in relations)]
+    schemas = sorted({s for s, _ in wanted})
+    if not schemas:
+        return 0
+    in_schemas = ", ".join("'" + _literal(s) + "'" for s in schemas)
+
+    def kinds(database: str) -> dict[tuple[str, str], tuple[str, str | None, str | None]]:
+        return {(s, n): (kind, sql, comment) for s, n, kind, sql, comment in con.execute(
+            f"SELECT schema_name, table_name, 'table', NULL, comment FROM duckdb_tables() "
+            f"WHERE database_name = ? AND schema_name IN ({in_schemas}) "
+            f"UNION ALL SELECT schema_name, view_name, 'view', sql, comment FROM duckdb_views() "
+            f"WHERE database_name = ? AND NOT internal AND schema_name IN ({in_schemas})",
+            [database, database]).fetchall()}
+
+    home = con.execute("SELECT current_database()").fetchall()[0][0]
+    built, present = kinds(alias), kinds(home)
+    column_comments: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for s, n, column, comment in con.execute(
+            f"SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() "
+            f"WHERE database_name = ? AND comment IS NOT NULL AND schema_name IN ({in_schemas})",
+            [alias]).fetchall():
+        column_comments.setdefault((s, n), []).append((column, comment))
+    published = 0
+    con.execute("BEGIN")
+    try:
+        for schema in schemas:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
+        for relation in wanted:
+            if relation not in built:
+                continue
+            kind, sql, comment = built[relation]
+            ref = f"{q(relation[0])}.{q(relation[1])}"
+            if relation in present and present[relation][0] != kind:
+                con.execute(f"DROP {present[relation][0].upper()} {ref}")
+            if kind == "table":
+                con.execute(f"CREATE OR REPLACE TABLE {ref} AS FROM {alias}.{ref}")
+            else:  # DuckDB keeps a view's SQL as "CREATE VIEW <schema>.<name> AS ...", naming no catalog
+                con.execute(re.sub(r"^\s*CREATE\s+VIEW\b", "CREATE OR REPLACE VIEW", sql, count=1, flags=re.I))
+            if comment is not None:
+                con.execute(f"COMMENT ON {kind.upper()} {ref} IS '{_literal(comment)}'")
+            for column, text in column_comments.get(relation, []):
+                con.execute(f"COMMENT ON COLUMN {ref}.{q(column)} IS '{_literal(text)}'")
+            published += 1
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return published
+
+
 class DuckDBWarehouse(Warehouse):
     """Raw CDC tables in one DuckDB file (the same file dbt's local target reads)."""
 
@@ -205,6 +277,39 @@ class DuckDBWarehouse(Warehouse):
         lock = filelock.FileLock(self.lock_path, timeout=self.lock_timeout_s)
         with lock:
             yield self
+
+    @property
+    def build_path(self) -> str:
+        return build_copy_path(self.path)
+
+    @contextmanager
+    def dbt_build(self):
+        """dbt builds in a copy of the file, so the lander is kept out only while the file is copied and
+        while the build is published, not for the whole build (DuckDB lets no other process open a file,
+        not even to read it, while one writes it). The copy is taken under the writer slot, between two
+        landings: it is the transactionally consistent cut dbt reads. One build at a time (a lock beside
+        the copy, held until the caller is done publishing)."""
+        build = Path(self.build_path)
+        build.parent.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(f"{build}.build.lock", timeout=self.lock_timeout_s):
+            with self.exclusive():
+                _copy_database(Path(self.path), build)
+            yield str(build)
+
+    def publish_dbt_build(self, relations):
+        """One transaction on the warehouse with the copy attached read-only: each table rewritten from the
+        copy, each view created again from its SQL, descriptions (dbt's persist_docs) copied. A relation the
+        copy lacks (not built yet) is left as it is."""
+        build = self.build_path
+        if not Path(build).exists():
+            return 0
+        alias = "corisync_dbt_build"
+        with self.connect() as con:
+            con.execute(f"ATTACH '{_literal(build)}' AS {alias} (READ_ONLY)")
+            try:
+                return _publish(con, alias, relations)
+            finally:
+                con.execute(f"DETACH {alias}")
 
     @contextmanager
     def session(self):

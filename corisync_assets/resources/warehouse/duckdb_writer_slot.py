@@ -8,9 +8,11 @@ connection, so the slot is taken there and held until the dbt process exits (the
 from the first byte dbt reads to its last write, and no longer. A ``dbt build`` typed by hand honours the
 slot the same way.
 
-Read-only connections (Dagster's in-process adapter for row counts and column metadata) skip it: their
-caller holds the slot already (``corisync_dbt_assets``), and a second lock on the same file from that
-process would wait for itself.
+The Dagster dbt asset points dbt at a copy of the warehouse (``DuckDBWarehouse.dbt_build``), so there the
+slot taken is the copy's, which nothing else writes; the warehouse's own slot is held only while the copy is
+taken and while the build is published. Read-only connections (Dagster's in-process adapter for row counts
+and column metadata) skip it: their caller owns the file they read (``corisync_dbt_assets``), and a second
+lock on the same file from that process would wait for itself.
 
 Enabled for the ``local`` target in ``dbt_project/profiles.yml``::
 
