@@ -157,6 +157,10 @@ def _parquet_source(table: PartitionedTable, files_by_date) -> str | None:
             f"hive_types = {{'{table.partition}': DATE}})")
 
 
+#: how long a dbt build waits for the one before it to publish (a daily full build takes minutes)
+BUILD_WAIT_S = 3600.0
+
+
 def _literal(text: str) -> str:
     return text.replace("'", "''")
 
@@ -176,7 +180,7 @@ def _copy_database(source: Path, target: Path) -> None:
 
 def _publish(con, alias: str, relations) -> int:
     """See ``DuckDBWarehouse.publish_dbt_build``; ``con`` has the copy attached as ``alias``."""
-    wanted = [(s, n) for s, n in dict.fromkeys(tuple(r) for r in relations)]
+    wanted: list[tuple[str, str]] = list(dict.fromkeys(tuple(r) for r in relations))
     schemas = sorted({s for s, _ in wanted})
     if not schemas:
         return 0
@@ -291,7 +295,7 @@ class DuckDBWarehouse(Warehouse):
         the copy, held until the caller is done publishing)."""
         build = Path(self.build_path)
         build.parent.mkdir(parents=True, exist_ok=True)
-        with filelock.FileLock(f"{build}.build.lock", timeout=self.lock_timeout_s):
+        with filelock.FileLock(f"{build}.build.lock", timeout=BUILD_WAIT_S):
             with self.exclusive():
                 _copy_database(Path(self.path), build)
             yield str(build)
