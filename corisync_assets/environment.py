@@ -238,17 +238,29 @@ _environ_lock = threading.RLock()
 def exported(env: Mapping[str, str]) -> Iterator[None]:
     """``env`` overlaid on this process's environment for the block (for libraries that read it: dbt's
     profile, Dagster's ``dagster.yaml``), then each of those variables as it was; one block at a time."""
-    with _environ_lock:
-        saved = {name: os.environ.get(name) for name in env}
-        os.environ.update(env)
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+    with _environ_lock, overlaid(env):
+        yield
+
+
+@contextmanager
+def overlaid(env: Mapping[str, str | None]) -> Iterator[None]:
+    """``env`` set in this process's environment (None: the variable removed) for the block, then each of
+    those variables as it was. No lock: for a block that owns the environment meanwhile (a test session's
+    stack); concurrent callers use :func:`exported`."""
+    saved = {name: os.environ.get(name) for name in env}
+    try:
+        _set_environ(env)
+        yield
+    finally:
+        _set_environ(saved)
+
+
+def _set_environ(values: Mapping[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def local_secrets_file(home: Path) -> Path:

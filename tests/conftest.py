@@ -58,27 +58,21 @@ def stack() -> Iterator[Settings]:
         "CORISYNC_COLLECTOR_PORT": os.environ.get("CORISYNC_TEST_COLLECTOR_PORT", "28081"),
         "CORISYNC_AIRBYTE_PORT": os.environ.get("CORISYNC_TEST_AIRBYTE_PORT", "28901"),
     }
-    saved = {var: os.environ.get(var) for var in (*overrides, *SECRET_VARS)}
-    os.environ.update(overrides)
-    for var in SECRET_VARS:  # a developer's secrets must not leak into the test cluster
-        os.environ.pop(var, None)
-    environment.settings.cache_clear()
-    s = environment.settings()
+    # held for the whole session: environment.exported's lock would keep every other thread's overlay out
+    # (the dbt resource in a test's thread); a developer's secrets must not leak into the test cluster
     try:
-        local_stack.up(s, out=lambda _line: None)
-        environment.settings.cache_clear()  # now with the generated passwords
-        yield environment.settings()
-    finally:
-        try:
-            local_stack.down(environment.settings(), out=lambda _line: None)
-        finally:
-            for var, value in saved.items():
-                if value is None:
-                    os.environ.pop(var, None)
-                else:
-                    os.environ[var] = value
+        with environment.overlaid({**overrides, **dict.fromkeys(SECRET_VARS)}):
             environment.settings.cache_clear()
-            shutil.rmtree(home, ignore_errors=True)
+            s = environment.settings()
+            try:
+                local_stack.up(s, out=lambda _line: None)
+                environment.settings.cache_clear()  # now with the generated passwords
+                yield environment.settings()
+            finally:
+                local_stack.down(environment.settings(), out=lambda _line: None)
+    finally:
+        environment.settings.cache_clear()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
