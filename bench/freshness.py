@@ -278,19 +278,19 @@ def dagster_report(window_start: float, window_end: float, dagster_start: float)
                      f"{len(with_mart)} selected {mart_key.to_user_string()} (the others: requested for changes that "
                      "do not reach it, or while it missed a parent)")
         step_s, startup_s = [], []
+        held = {"copy": [], "publish": []}  # what the dbt step holds the warehouse's slot for (its run log)
         for rec in automation:
-            starts = {e.step_key: e.timestamp for e in instance.all_logs(rec.dagster_run.run_id,
-                                                                       of_type=DagsterEventType.STEP_START)}
-            ends = {e.step_key: e.timestamp for e in instance.all_logs(
-                rec.dagster_run.run_id, of_type={DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE})}
+            entries = instance.all_logs(rec.dagster_run.run_id)  # one read per run: step events and log lines
+            starts = {e.step_key: e.timestamp for e in entries
+                      if e.dagster_event_type == DagsterEventType.STEP_START}
+            ends = {e.step_key: e.timestamp for e in entries
+                    if e.dagster_event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE)}
             for key, t0 in starts.items():
                 if key == "corisync_dbt" and key in ends:
                     step_s.append(ends[key] - t0)
                     if rec.start_time:
                         startup_s.append(t0 - rec.start_time)
-        held = {"copy": [], "publish": []}  # what the dbt step holds the warehouse's slot for (its run log)
-        for rec in automation:
-            for entry in instance.all_logs(rec.dagster_run.run_id):
+            for entry in entries:
                 for what, pattern in (("copy", r"\(taken in ([0-9.]+)s"), ("publish", r"of the build in ([0-9.]+)s")):
                     if found := re.search(pattern, entry.user_message or ""):
                         held[what].append(float(found.group(1)))

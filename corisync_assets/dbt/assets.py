@@ -59,12 +59,6 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: CorisyncDbtCliResou
     copy, which no other process uses. BigQuery has no such limit: dbt builds in place and nothing is held.
     The in-process connections are closed at the end.
     """
-    args = ["build"]
-    with warehouse.exclusive():
-        deferred = _deferred_tests(context, warehouse)
-    if deferred:
-        context.log.info(f"leaving out {len(deferred)} test(s) whose other parent does not exist yet: {deferred}")
-        args += ["--exclude", " ".join(deferred)]
     full_metadata = context.run.tags.get(AUTOMATION_CONDITION_TAG) != "true"
     counts_in_warehouse = not full_metadata and warehouse.counts_tables
     def key_of(output: Output) -> AssetKey:
@@ -75,6 +69,12 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: CorisyncDbtCliResou
         if build_path is not None:
             context.log.info(f"dbt builds in a copy of the warehouse, {build_path} (taken in "
                              f"{time.monotonic() - copying:.2f}s, the wait for the writer slot included)")
+        args = ["build"]
+        with warehouse.exclusive():  # after the build before this one published (one build at a time)
+            deferred = _deferred_tests(context, warehouse)
+        if deferred:
+            context.log.info(f"leaving out {len(deferred)} test(s) whose other parent does not exist yet: {deferred}")
+            args += ["--exclude", " ".join(deferred)]
         invocation = dbt.cli(args, context=context, raise_on_error=False, in_process_adapter=not counts_in_warehouse,
                              duckdb_path=build_path)
         try:
