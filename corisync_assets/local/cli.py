@@ -1,5 +1,5 @@
 """The ``corisync`` command: ``stack up|down|status``, ``demo``, ``lander``, ``dead-letters``, ``resnapshot``,
-``dbt-worker``, ``dev``.
+``dbt-worker``, ``pools``, ``dev``.
 Errors are one line on stderr, exit 1."""
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     dead.add_argument("table", nargs="?", help="source table (replay: required)")
     again = sub.add_parser("resnapshot", help="re-read one captured table (Debezium incremental snapshot)")
     again.add_argument("table", help="schema.table, as in the connector config's table.include.list")
+    sub.add_parser("pools", help="configure the platform's Dagster pools in the instance of $DAGSTER_HOME before its "
+                                 "daemon starts (an operator's own limits stay); prod compose runs it")
     dev = sub.add_parser("dev", help="stack up, demo data, a demo change stream and the Dagster UI")
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--host", default="127.0.0.1")
@@ -76,6 +78,15 @@ def run(argv: list[str] | None = None) -> int:
         req = resnapshot(s, load_connector_config(s.connector_config), args.table)
         print(f"{args.table}: incremental snapshot requested (signal {req.signal_id}); the lander or the next "
               "raw_cdc run lands it")
+        return 0
+    if args.command == "pools":
+        from dagster import DagsterInstance
+
+        from corisync_assets.web.assets import ensure_pool_limits
+
+        with DagsterInstance.get() as instance:
+            configured = ensure_pool_limits(instance)
+        print(f"pools configured: {', '.join(configured)}" if configured else "pools: already configured")
         return 0
     if args.command == "dev":
         from corisync_assets.local.dev import run_dev

@@ -125,6 +125,9 @@ def test_health_checks_and_start_order() -> None:
     assert set(services["metabase"]["depends_on"]) == {"postgres"}
     assert set(services["metabase-provision"]["depends_on"]) == {"metabase"}
     assert set(services["web-collector"]["depends_on"]) == {"kafka"}
+    # the daemon configures the platform's pools before its run queue starts (a fresh instance's queue would
+    # launch the first runs of a new pool together); a failure stops it from starting
+    assert services["dagster-daemon"]["command"] == ["sh", "-c", "corisync pools && exec dagster-daemon run"]
 
 
 def test_stateful_services_use_named_volumes() -> None:

@@ -6,6 +6,9 @@ events the test posts (the job's code is not reused for them).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -253,9 +256,6 @@ def test_spark_submit_runs_as_batch_work_under_nice(tmp_path) -> None:
     """The Spark job yields the CPU to the real-time path (lander, dbt, Dagster): its command starts with
     ``nice -n 10``, which gives what it starts that niceness (the Spark runs of the tests above go through
     the same command); ``niceness=0`` leaves the command as spark-submit alone."""
-    import os
-    import subprocess
-    import sys
 
     command = WebPipeline(lake_uri=str(tmp_path / "lake")).spark_submit()
     assert command[:3] == ["nice", "-n", "10"] and command[3].endswith("/bin/spark-submit")
@@ -280,3 +280,32 @@ def test_the_spark_pool_is_configured_before_dagster_starts_and_an_operators_lim
         instance.event_log_storage.set_concurrency_slots(SPARK_POOL, 3)
         assert ensure_pool_limits(instance) == []
         assert instance.event_log_storage.get_concurrency_info(SPARK_POOL).slot_count == 3
+
+
+def test_corisync_pools_configures_the_instance_of_dagster_home(tmp_path) -> None:
+    """``corisync pools`` (what prod compose's daemon runs before ``dagster-daemon run``) puts ``web_spark`` with
+    limit 1 into the instance of ``$DAGSTER_HOME`` (here a fresh one, SQLite storage), says so, does nothing the
+    second time, and leaves an operator's own limit alone."""
+    from corisync_assets.web.assets import SPARK_POOL
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    cli = [str(Path(sys.executable).with_name("corisync")), "pools"]
+
+    def pools() -> str:
+        done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def limit() -> int:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            return instance.event_log_storage.get_concurrency_info(SPARK_POOL).slot_count
+
+    assert pools() == f"pools configured: {SPARK_POOL}"
+    assert limit() == 1
+    assert pools() == "pools: already configured"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.event_log_storage.set_concurrency_slots(SPARK_POOL, 3)
+    assert pools() == "pools: already configured"
+    assert limit() == 3
