@@ -10,6 +10,11 @@ floats, texts, booleans, timestamps, dates, jsonb, arrays, uuids) instead of ``c
 DuckDB file) and prints each round and the median ratio: one round of 4-7 s swings by +-0.06 on this machine.
 Without --bootstrap it starts a private tansu broker on a free loopback port. Events are produced in large
 batches with a final single-record batch, so tansu's high watermark (last batch's base offset + 1) is exact.
+
+CPU: each round also reports the CPU seconds of both sides (this process, all threads: librdkafka, decoding,
+DuckDB) and, with the private broker, of the broker serving them. On a small machine the broker shares the
+cores with the lander, so the landing cannot take less than (broker + lander CPU) / cores: the ratio that
+bound allows is printed beside the measured one.
 """
 
 from __future__ import annotations
@@ -112,6 +117,26 @@ def raw_consume(bootstrap: str, topic: str) -> tuple[int, float]:
     return n, elapsed
 
 
+class CpuMeter:
+    """CPU seconds (user + system) of the broker (when it is ours) and of this process, lap by lap."""
+
+    def __init__(self, broker: subprocess.Popen | None) -> None:
+        import psutil
+
+        self.broker = psutil.Process(broker.pid) if broker is not None else None
+        self.last = self._now()
+
+    def _now(self) -> tuple[float, float]:
+        broker = sum(self.broker.cpu_times()[:2]) if self.broker is not None else 0.0
+        return broker, time.process_time()
+
+    def lap(self) -> tuple[float, float]:
+        """(broker, this process) CPU seconds since the last lap."""
+        now = self._now()
+        lap, self.last = (now[0] - self.last[0], now[1] - self.last[1]), now
+        return lap
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=200_000, help="change events to put on the topic")
@@ -131,14 +156,19 @@ def main() -> None:
         print(f"produced {total} messages ({args.n} change events + tombstones) in {time.perf_counter() - t0:.1f}s")
         print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")
         ratios = []
+        cores = os.cpu_count() or 1
         for i in range(1, args.rounds + 1):
+            cpu = CpuMeter(broker)
             raw_n, raw_s = raw_consume(bootstrap, topic)
+            raw_cpu = cpu.lap()
             with tempfile.TemporaryDirectory() as tmp:
                 wh = DuckDBWarehouse(path=os.path.join(tmp, "bench.duckdb"))
                 kafka = KafkaResource(bootstrap_servers=bootstrap, consumer_group=f"land-{uuid.uuid4().hex}")
+                cpu.lap()
                 t0 = time.perf_counter()
                 report = land_table(kafka, wh, table, topic)
                 land_s = time.perf_counter() - t0
+                land_cpu = cpu.lap()
                 rows = wh.row_count(f"{table}__changelog")
             assert raw_n == total == report.messages, (raw_n, total, report.messages)
             assert rows == args.n == report.new_events, (rows, report.new_events)
@@ -147,6 +177,11 @@ def main() -> None:
             print(f"round {i}: raw consume {raw_n} messages in {raw_s:5.2f}s = {raw_rate:>7,.0f} msg/s; landing "
                   f"{land_s:5.2f}s = {land_rate:>7,.0f} msg/s ({report.batches} batches, {report.new_events} "
                   f"events in the changelog); ratio {ratios[-1]:.2f}")
+            print(f"         CPU s, broker / this process: raw consume {raw_cpu[0]:.2f} / {raw_cpu[1]:.2f}; landing "
+                  f"{land_cpu[0]:.2f} / {land_cpu[1]:.2f}"
+                  + (f"; on {cores} cores the landing takes >= {sum(land_cpu) / cores:.2f}s, ratio <= "
+                     f"{raw_s / (sum(land_cpu) / cores):.2f}" if broker is not None else " (external broker: "
+                     "its CPU is not seen)"))
         print(f"ratio landing/raw = {statistics.median(ratios):.2f} (median of {len(ratios)}; "
               f"min {min(ratios):.2f}, max {max(ratios):.2f})")
     finally:
