@@ -45,18 +45,20 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: CorisyncDbtCliResou
     lineage of the latest run that has it (the daily build, a launch from the UI).
 
     Every mart's materialization, in every run, carries its row count, column schema and a preview of its
-    first rows (``previews.py``), read from the warehouse once the build is published. In automation runs
-    against DuckDB, the events from the first mart on are therefore held until dbt exits and the build is
-    published, so that each check still follows the materialization it checks.
+    first rows (``previews.py``), read from the warehouse once the build is published. In automation runs,
+    a mart's materialization and its checks are therefore held until dbt exits and the build is published
+    (a held asset's checks are held too, so that each check still follows the materialization it checks).
 
     DuckDB allows one writing process per file, and no reader beside it. So that the lander is not kept out
     for a whole build (11-18 s of every automation cycle here), dbt builds in a copy of the warehouse
     (``Warehouse.dbt_build``): taken under the writer slot between two landings, it is the consistent cut
     dbt reads. After dbt exits, the build is published into the warehouse under the slot (tables rewritten,
     views created again, in dependency order, one transaction), the previews and row counts read, and the
-    slot let go before Dagster records the held events. Materializations streamed live (staging, before the
-    first mart) reach the warehouse at that publish, before the step ends. The in-process adapter reads the
-    copy, which no other process uses. BigQuery has no such limit: dbt builds in place and nothing is held.
+    slot let go before Dagster records the held events. A materialization streams live only when the
+    warehouse already answers with what it reports (``live_views``: staging views over the raw tables); the
+    rest (the snapshot, the marts, a view new to the warehouse) and their checks wait for the publish. The
+    in-process adapter reads the copy, which no other process uses. BigQuery has no such limit: dbt builds
+    in place and nothing is held.
     The in-process connections are closed at the end.
     """
     full_metadata = context.run.tags.get(AUTOMATION_CONDITION_TAG) != "true"
@@ -71,7 +73,7 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: CorisyncDbtCliResou
                              f"{time.monotonic() - copying:.2f}s, the wait for the writer slot included)")
         args = ["build"]
         with warehouse.exclusive():  # after the build before this one published (one build at a time)
-            deferred = _deferred_tests(context, warehouse)
+            deferred, existing = _deferred_tests(context, warehouse)
         if deferred:
             context.log.info(f"leaving out {len(deferred)} test(s) whose other parent does not exist yet: {deferred}")
             args += ["--exclude", " ".join(deferred)]
@@ -80,13 +82,18 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: CorisyncDbtCliResou
         try:
             relations = dbt_relations(invocation.manifest)
             if counts_in_warehouse:
+                live = live_views(invocation.manifest, existing) if build_path is not None else None
                 built: list[AssetKey] = []
                 held: list = []
+                held_keys: set[AssetKey] = set()
                 for event in invocation.stream():  # live: Dagster records each event while dbt runs ...
+                    key = key_of(event) if isinstance(event, Output) else getattr(event, "asset_key", None)
                     if isinstance(event, Output):
-                        built.append(key_of(event))
-                    if held or (isinstance(event, Output) and is_mart(built[-1])):
-                        held.append(event)  # ... up to the first mart, whose preview needs the published build
+                        built.append(key)
+                    if key in held_keys or (isinstance(event, Output) and (
+                            is_mart(key) or (live is not None and key not in live))):
+                        held_keys.add(key)  # ... except what the warehouse does not answer with before the
+                        held.append(event)  # publish (and the marts, whose previews need the published build)
                     else:
                         yield event
                 with warehouse.exclusive():
@@ -130,15 +137,36 @@ def _with_metadata(events: DbtEventIterator, full: bool) -> DbtEventIterator:
     return events.fetch_column_metadata() if full else events
 
 
-def dbt_relations(manifest: dict) -> dict[AssetKey, tuple[str, str]]:
-    """(schema, name) of every model and snapshot, by asset key, each after the ones it reads."""
+def _built_nodes(manifest: dict) -> list[tuple[dict, list[str]]]:
+    """Every model and snapshot with the unique ids of the ones it reads, each after the ones it reads."""
     from graphlib import TopologicalSorter
 
     nodes = {uid: n for uid, n in manifest["nodes"].items() if n["resource_type"] in BUILT_RESOURCE_TYPES}
-    order = TopologicalSorter({uid: [d for d in n.get("depends_on", {}).get("nodes", []) if d in nodes]
-                               for uid, n in nodes.items()}).static_order()
-    return {DBT_TRANSLATOR.get_asset_key(nodes[uid]): (nodes[uid]["schema"], nodes[uid].get("alias") or
-                                                        nodes[uid]["name"]) for uid in order}
+    parents = {uid: [d for d in n.get("depends_on", {}).get("nodes", []) if d in nodes] for uid, n in nodes.items()}
+    return [(nodes[uid], parents[uid]) for uid in TopologicalSorter(parents).static_order()]
+
+
+def _relation(node: dict) -> tuple[str, str]:
+    return node["schema"], node.get("alias") or node["name"]
+
+
+def dbt_relations(manifest: dict) -> dict[AssetKey, tuple[str, str]]:
+    """(schema, name) of every model and snapshot, by asset key, each after the ones it reads."""
+    return {DBT_TRANSLATOR.get_asset_key(node): _relation(node) for node, _ in _built_nodes(manifest)}
+
+
+def live_views(manifest: dict, existing: set[tuple[str, str]] | None) -> set[AssetKey]:
+    """Keys of the views the warehouse already answers with while dbt builds in its copy: view models whose
+    view is in the warehouse (``existing``) and that read only sources and other such views, so that their
+    rows are the raw tables' own. Their materializations may be recorded before the publish; any other (a
+    table, a view new to the warehouse, a view over a built table) would say so before the warehouse has it.
+    A view whose SQL changed reaches the warehouse at the publish, seconds later."""
+    live: set[str] = set()
+    for node, parents in _built_nodes(manifest):
+        if (node.get("config", {}).get("materialized") == "view" and existing is not None
+                and _relation(node) in existing and all(p in live for p in parents)):
+            live.add(node["unique_id"])
+    return {DBT_TRANSLATOR.get_asset_key(node) for node, _ in _built_nodes(manifest) if node["unique_id"] in live}
 
 
 def _table_row_counts(warehouse: Warehouse, relations: dict[AssetKey, tuple[str, str]], built: list[AssetKey]):
@@ -180,7 +208,10 @@ def prune_invocation_dirs(target_root: Path, keep: int) -> list[Path]:
     return dirs[keep:]
 
 
-def _deferred_tests(context: AssetExecutionContext, warehouse: Warehouse) -> list[str]:
+def _deferred_tests(context: AssetExecutionContext,
+                    warehouse: Warehouse) -> tuple[list[str], set[tuple[str, str]] | None]:
+    """The tests to leave out of this build (``deferral.py``), and which dbt relations the warehouse holds
+    (None: it cannot tell)."""
     import json
 
     from corisync_assets.dbt.deferral import tests_to_defer
@@ -194,7 +225,7 @@ def _deferred_tests(context: AssetExecutionContext, warehouse: Warehouse) -> lis
     else:  # the warehouse cannot tell: what the instance saw built
         latest = context.instance.get_latest_materialization_events(list(own))
         built = {key for key, event in latest.items() if event is not None}
-    return tests_to_defer(manifest, DBT_TRANSLATOR.get_asset_key, context.selected_asset_keys & own, built)
+    return tests_to_defer(manifest, DBT_TRANSLATOR.get_asset_key, context.selected_asset_keys & own, built), existing
 
 
 def dbt_asset_keys(layer: str | None = None) -> list[AssetKey]:

@@ -144,3 +144,37 @@ def test_the_lander_writes_while_dbt_builds_and_dbt_reads_the_cut_taken_before(b
     assert again.success
     assert {r["user_id"] for r in rows_at(s.warehouse_path, "SELECT user_id FROM marts.dim_users")} == (
         users_before | {new_id})
+
+
+def test_an_automation_build_records_a_materialization_once_the_warehouse_answers_with_it(built: BuiltWarehouse,
+                                                                                          tmp_path) -> None:
+    """A build in the copy records a materialization only when the warehouse itself already answers with what
+    it reports. Views over the raw tables that the warehouse holds already stream live (their rows are the raw
+    tables' own); everything else is recorded after the publish: here a staging view dropped from the warehouse
+    before the build, the snapshot (a table) and every mart. Order read from the run's event log against the
+    publish's log line."""
+    from corisync_assets.dbt import corisync_dbt_assets, dbt_resource
+    from corisync_assets.dbt.assets import AUTOMATION_CONDITION_TAG
+    from corisync_assets.environment import warehouse_resource
+
+    s = altered_copy(built, tmp_path, "DROP VIEW staging.stg_courses")
+    views_before = {("staging", r["table_name"]) for r in rows_at(
+        s.warehouse_path, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'staging' "
+                          "AND table_type = 'VIEW'")}
+    assert views_before and ("staging", "stg_courses") not in views_before
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([corisync_dbt_assets], instance=instance, tags={AUTOMATION_CONDITION_TAG: "true"},
+                            resources={"dbt": dbt_resource(s), "warehouse": warehouse_resource(s)})
+    assert result.success
+    logs = instance.all_logs(result.run_id)
+    published = next(i for i, e in enumerate(logs) if e.user_message.startswith("published "))
+    recorded = [(i, tuple(e.dagster_event.asset_key.path)) for i, e in enumerate(logs) if e.dagster_event is not None
+                and e.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION]
+    live = {key for i, key in recorded if i < published}
+    after = {key for i, key in recorded if i > published}
+    assert live, "nothing streamed while dbt built: every event waited for the publish"
+    assert live <= views_before, live - views_before
+    assert ("staging", "stg_courses") in after
+    assert ("snapshots", "snp_courses") in after
+    assert {key for _, key in recorded if key[0] == "marts"} <= after
+    assert len(recorded) == len(live) + len(after)
