@@ -162,11 +162,13 @@ def live_views(manifest: dict, existing: set[tuple[str, str]] | None) -> set[Ass
     table, a view new to the warehouse, a view over a built table) would say so before the warehouse has it.
     A view whose SQL changed reaches the warehouse at the publish, seconds later."""
     live: set[str] = set()
+    keys: set[AssetKey] = set()
     for node, parents in _built_nodes(manifest):
         if (node.get("config", {}).get("materialized") == "view" and existing is not None
                 and _relation(node) in existing and all(p in live for p in parents)):
             live.add(node["unique_id"])
-    return {DBT_TRANSLATOR.get_asset_key(node) for node, _ in _built_nodes(manifest) if node["unique_id"] in live}
+            keys.add(DBT_TRANSLATOR.get_asset_key(node))
+    return keys
 
 
 def _table_row_counts(warehouse: Warehouse, relations: dict[AssetKey, tuple[str, str]], built: list[AssetKey]):

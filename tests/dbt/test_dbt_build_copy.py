@@ -178,3 +178,26 @@ def test_an_automation_build_records_a_materialization_once_the_warehouse_answer
     assert ("snapshots", "snp_courses") in after
     assert {key for _, key in recorded if key[0] == "marts"} <= after
     assert len(recorded) == len(live) + len(after)
+
+
+def test_live_views_are_views_the_warehouse_holds_over_raw_tables_only() -> None:
+    """Over the project's manifest: a staging view the warehouse holds is live; one it lacks is not, nor is a
+    view that reads it (stg_web_events joins stg_web_identities); a reporting view over a mart (a table dbt
+    rebuilds) is not, even when the warehouse holds it; no table is."""
+    import json
+
+    from corisync_assets.dbt.assets import dbt_relations, live_views
+    from corisync_assets.dbt.project import corisync_dbt_project
+
+    manifest = json.loads(corisync_dbt_project.manifest_path.read_text())
+    relations = dbt_relations(manifest)
+    key = {k.path[-1]: k for k in relations}
+    everything = set(relations.values())
+    live = live_views(manifest, everything)
+    assert key["stg_users"] in live and key["stg_web_events"] in live
+    assert key["rpt_course_completion"] not in live and key["dim_users"] not in live
+    assert key["snp_courses"] not in live
+    without_identities = live_views(manifest, everything - {relations[key["stg_web_identities"]]})
+    assert key["stg_web_identities"] not in without_identities and key["stg_web_events"] not in without_identities
+    assert key["stg_users"] in without_identities
+    assert live_views(manifest, None) == set() == live_views(manifest, set())
