@@ -46,6 +46,11 @@ def q(name: str) -> str:
     return '"' + check_identifier(name) + '"'
 
 
+def _literal(text: str) -> str:
+    """``text`` as a SQL string constant."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def sql_type(col: Column) -> str:
     t = col.logical_type
     if t == "decimal":
@@ -124,8 +129,7 @@ def _infinities(ref: str, sentinels: dict[str, tuple[int, ...]], sql: str, other
 
 def default_value(col: Column) -> str:
     """The column's Postgres default (``col.default``, a wire value as JSON text) as a typed SQL constant."""
-    literal = "'" + col.default.replace("'", "''") + "'"
-    return sql_value(col, f"json_transform({literal}, '\"{json_type(col)}\"')")
+    return sql_value(col, f"json_transform({_literal(col.default)}, '\"{json_type(col)}\"')")
 
 
 _CANONICAL: dict[str, str] = {}
@@ -152,17 +156,13 @@ def _parquet_source(table: PartitionedTable, files_by_date) -> str | None:
     files = sorted(f for files in files_by_date.values() for f in files)
     if not files:
         return None
-    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    listed = ", ".join(_literal(f) for f in files)
     return (f"read_parquet([{listed}], hive_partitioning = true, union_by_name = true, "
             f"hive_types = {{'{table.partition}': DATE}})")
 
 
 #: how long a dbt build waits for the one before it to publish (a daily full build takes minutes)
 BUILD_WAIT_S = 3600.0
-
-
-def _literal(text: str) -> str:
-    return text.replace("'", "''")
 
 
 def _copy_database(source: Path, target: Path) -> None:
@@ -184,7 +184,7 @@ def _publish(con, alias: str, relations) -> int:
     schemas = sorted({s for s, _ in wanted})
     if not schemas:
         return 0
-    in_schemas = ", ".join("'" + _literal(s) + "'" for s in schemas)
+    in_schemas = ", ".join(_literal(s) for s in schemas)
 
     def kinds(database: str) -> dict[tuple[str, str], tuple[str, str | None, str | None]]:
         return {(s, n): (kind, sql, comment) for s, n, kind, sql, comment in con.execute(
@@ -219,9 +219,9 @@ def _publish(con, alias: str, relations) -> int:
             else:  # DuckDB keeps a view's SQL as "CREATE VIEW <schema>.<name> AS ...", naming no catalog
                 con.execute(re.sub(r"^\s*CREATE\s+VIEW\b", "CREATE OR REPLACE VIEW", sql, count=1, flags=re.I))
             if comment is not None:
-                con.execute(f"COMMENT ON {kind.upper()} {ref} IS '{_literal(comment)}'")
+                con.execute(f"COMMENT ON {kind.upper()} {ref} IS {_literal(comment)}")
             for column, text in column_comments.get(relation, []):
-                con.execute(f"COMMENT ON COLUMN {ref}.{q(column)} IS '{_literal(text)}'")
+                con.execute(f"COMMENT ON COLUMN {ref}.{q(column)} IS {_literal(text)}")
             published += 1
         con.execute("COMMIT")
     except BaseException:
@@ -309,7 +309,7 @@ class DuckDBWarehouse(Warehouse):
             return 0
         alias = "corisync_dbt_build"
         with self.connect() as con:
-            con.execute(f"ATTACH '{_literal(build)}' AS {alias} (READ_ONLY)")
+            con.execute(f"ATTACH {_literal(build)} AS {alias} (READ_ONLY)")
             try:
                 return _publish(con, alias, relations)
             finally:
