@@ -163,9 +163,11 @@ def live_views(manifest: dict, existing: set[tuple[str, str]] | None) -> set[Ass
     A view whose SQL changed reaches the warehouse at the publish, seconds later."""
     live: set[str] = set()
     keys: set[AssetKey] = set()
+    if not existing:
+        return keys
     for node, parents in _built_nodes(manifest):
-        if (node.get("config", {}).get("materialized") == "view" and existing is not None
-                and _relation(node) in existing and all(p in live for p in parents)):
+        if (node.get("config", {}).get("materialized") == "view" and _relation(node) in existing
+                and all(p in live for p in parents)):
             live.add(node["unique_id"])
             keys.add(DBT_TRANSLATOR.get_asset_key(node))
     return keys
