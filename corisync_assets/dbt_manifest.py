@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -167,13 +166,9 @@ class Parse:
     def running(self) -> bool:
         return self._proc.poll() is None
 
-    def wait(self, while_running: Callable[[], object] | None = None) -> Path:
-        """Wait for the parse; stamp the manifest and release the lock. Raises if dbt failed.
-
-        ``while_running`` is called first if dbt is still running: work for the wait to overlap."""
+    def wait(self) -> Path:
+        """Wait for the parse; stamp the manifest and release the lock. Raises if dbt failed."""
         try:
-            if while_running is not None and self.running():
-                while_running()
             code = self._proc.wait()
             if code != 0:
                 self._out.seek(0)
@@ -209,23 +204,17 @@ _running: dict[Path, Parse] = {}
 _guard = threading.RLock()
 
 
-def ensure_current(
-    project_dir: Path, target: Path, s: Settings, while_parsing: Callable[[], object] | None = None
-) -> Path:
-    """The manifest, current for these settings: waits for a parse started early, parses if still needed.
-
-    ``while_parsing`` (if given) is called once while a parse is still running: work the caller needs after
-    the parse anyway, done on this core while ``dbt parse`` runs on the other one."""
+def ensure_current(project_dir: Path, target: Path, s: Settings) -> Path:
+    """The manifest, current for these settings: waits for a parse started early, parses if still needed."""
     manifest = project_dir / target / "manifest.json"
     with _guard:
         early = _running.pop(manifest.resolve(), None)
         if early is not None:
-            early.wait(while_parsing)
-            while_parsing = None
+            early.wait()
         if not is_current(project_dir, target, s):
             parse = start_parse(project_dir, target, s)
             if parse is not None:
-                parse.wait(while_parsing)
+                parse.wait()
     return manifest
 
 

@@ -11,6 +11,10 @@ or pick the pieces: ``corisync_dbt_assets``, ``dbt_resource(settings)`` (bind as
 
 from __future__ import annotations
 
+# First: every module of this package imports dagster_dbt, which must not pull dbt-core in.
+import corisync_assets.no_dbt_core  # noqa: F401
+
+# isort: split
 from dagster import Definitions
 
 from corisync_assets.dbt.assets import DBT_TRANSLATOR, corisync_dbt_assets, dbt_asset_keys

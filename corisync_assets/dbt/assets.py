@@ -34,15 +34,15 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: CorisyncDbtCliResou
     """``dbt build`` of the selected models/snapshots; their tests report as asset checks.
 
     Materializations carry the row count; runs other than automation's also carry the column schema and
-    column lineage (sqlglot, DuckDB and BigQuery dialects alike), read through an in-process dbt adapter
-    that dagster-dbt builds before it starts dbt. Automation runs follow every landing, so they skip what
-    does not change between two landings and costs seconds per run: schema and lineage (up to 12 s of a
-    50 s cycle under `make dev`) and, where the warehouse counts tables in one query (DuckDB), the adapter
-    itself: about 2 s before dbt starts, and it made the events wait for dbt's exit (the adapter needs the
-    file dbt holds), so that Dagster recorded them all afterwards (~14 s of a cycle here) instead of while
-    dbt runs. Those runs stream the events live and end with one observation per built table carrying its
-    ``dagster/row_count`` from that one query; views get none (counting a view runs it). The UI shows the
-    lineage of the latest run that has it (the daily build, a launch from the UI).
+    column lineage (sqlglot, DuckDB and BigQuery dialects alike): dagster-dbt's ``fetch_row_counts`` and
+    ``fetch_column_metadata``, answered by the warehouse (``warehouse_adapter.py``; no dbt-core in this
+    process). Automation runs follow every landing, so they skip what does not change between two landings
+    and costs seconds per run: schema and lineage (up to 12 s of a 50 s cycle under `make dev`) and, where
+    the warehouse counts tables in one query (DuckDB), the per-event reads, which need the copy dbt holds
+    until it exits, so that Dagster would record every event afterwards (~14 s of a cycle here) instead of
+    while dbt runs. Those runs stream the events live and end with one observation per built table carrying
+    its ``dagster/row_count`` from that one query; views get none (counting a view runs it). The UI shows
+    the lineage of the latest run that has it (the daily build, a launch from the UI).
 
     Every mart's materialization, in every run, carries its row count, column schema and a preview of its
     first rows (``previews.py``), read from the warehouse once the build is published. In automation runs,
@@ -57,9 +57,8 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: CorisyncDbtCliResou
     slot let go before Dagster records the held events. A materialization streams live only when the
     warehouse already answers with what it reports (``live_views``: staging views over the raw tables); the
     rest (the snapshot, the marts, a view new to the warehouse) and their checks wait for the publish. The
-    in-process adapter reads the copy, which no other process uses. BigQuery has no such limit: dbt builds
-    in place and nothing is held.
-    The in-process connections are closed at the end.
+    metadata is read from the copy, which no other process uses, and before the publish attaches it.
+    BigQuery has no such limit: dbt builds in place and nothing is held.
     """
     full_metadata = context.run.tags.get(AUTOMATION_CONDITION_TAG) != "true"
     counts_in_warehouse = not full_metadata and warehouse.counts_tables
@@ -77,8 +76,8 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: CorisyncDbtCliResou
         if deferred:
             context.log.info(f"leaving out {len(deferred)} test(s) whose other parent does not exist yet: {deferred}")
             args += ["--exclude", " ".join(deferred)]
-        invocation = dbt.cli(args, context=context, raise_on_error=False, in_process_adapter=not counts_in_warehouse,
-                             duckdb_path=build_path)
+        invocation = dbt.cli(args, context=context, raise_on_error=False, duckdb_path=build_path,
+                             metadata_from=None if counts_in_warehouse else warehouse)
         try:
             relations = dbt_relations(invocation.manifest)
             if counts_in_warehouse:
@@ -103,8 +102,9 @@ def corisync_dbt_assets(context: AssetExecutionContext, dbt: CorisyncDbtCliResou
                 yield from held  # recorded after the slot is let go
             elif build_path is not None:
                 events = list(invocation.stream())  # until the dbt process exits, releasing the copy
-                # the adapter's metadata (its threads query the copy, which only this build uses) ...
+                # the metadata (read from the copy, which only this build uses) ...
                 events = list(_with_metadata(DbtEventIterator(iter(events), invocation), full_metadata))
+                invocation.adapter.cleanup_connections()  # (the publish attaches the copy)
                 with warehouse.exclusive():  # ... then the build published, and the previews read from it
                     _publish(context, warehouse, relations, [key_of(e) for e in events if isinstance(e, Output)])
                     events = list(with_previews(events, key_of, warehouse, relations))

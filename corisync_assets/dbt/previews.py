@@ -46,8 +46,8 @@ def _cell(value: Any) -> str | int | float | bool | None:
 
 def with_previews(events: Iterable, key_of: Callable[[Output], AssetKey], warehouse: Warehouse,
                   relations: dict[AssetKey, tuple[str, str]]) -> Iterator:
-    """The events, with each mart's Output carrying :func:`table_metadata` (keys it already has win: the
-    in-process adapter's column schema has dbt's types and lineage). Callers hold the writer slot. A list of
+    """The events, with each mart's Output carrying :func:`table_metadata` (keys it already has win:
+    dagster-dbt's column schema comes with its lineage). Callers hold the writer slot. A list of
     events (dbt has exited) is read in one call (DuckDB: one connection); a stream mart by mart, as it comes."""
 
     def mart(event) -> tuple[str, str] | None:

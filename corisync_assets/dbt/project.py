@@ -17,7 +17,6 @@ relation names, the adapter type used for column lineage, source datasets).
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from dagster_dbt import DbtProject
@@ -44,21 +43,6 @@ def prepare(project: DbtProject, s: Settings) -> Path:
     return parse_now(Path(project.project_dir), project.target_path, s)
 
 
-#: What dagster-dbt imports (inside ``@dbt_assets``, once the manifest is there) to select the dbt nodes: dbt-core's
-#: selection engine and networkx, a few tenths of a second.
-_SELECTION_MODULES = ("networkx", "dbt.contracts.graph.manifest", "dbt.contracts.selection", "dbt.graph.cli",
-                      "dbt.graph.selector")
-
-
-def _import_selection_engine() -> None:
-    """Import what the dbt assets need right after the manifest, while ``dbt parse`` runs on the other core."""
-    for name in _SELECTION_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:  # no dbt-core (dbt Fusion): dagster-dbt selects another way
-            return
-
-
 _projects: dict[str, DbtProject] = {}
 
 
@@ -76,7 +60,7 @@ def dbt_project_for(s: Settings) -> DbtProject:
         packaged_project_dir=PACKAGED_PROJECT_DIR if packaged_manifest(s).exists() else None,
     )
     if not uses_packaged_project(s):
-        ensure_current(Path(project.project_dir), project.target_path, s, while_parsing=_import_selection_engine)
+        ensure_current(Path(project.project_dir), project.target_path, s)
     _projects[key] = project
     return project
 

@@ -18,11 +18,13 @@ from typing import Any
 from dagster_dbt import DbtCliResource
 from pydantic import Field
 
+from corisync_assets.dbt.warehouse_adapter import WarehouseAdapter
 from corisync_assets.dbt_manifest import DBT_PROJECT_DIR as DBT_PROJECT_DIR  # re-exported
 from corisync_assets.dbt_manifest import dbt_executable as dbt_executable  # re-exported
 from corisync_assets.dbt_manifest import profile_env, target_path, warm_dbt_executable
 from corisync_assets.dbt_worker import SOCKET_ENV, socket_path
 from corisync_assets.environment import Settings, exported
+from corisync_assets.resources.warehouse.base import Warehouse
 
 #: dbt's indirect selection, set explicitly (not left to dbt's default or a developer's environment).
 #: Dagster selects every check of a selected asset; the dbt mode that always runs all of them is "eager":
@@ -33,8 +35,9 @@ from corisync_assets.environment import Settings, exported
 #: When Dagster needs exact check selection (checks subsetted in the UI) it overrides this with "empty".
 INDIRECT_SELECTION = "eager"
 
-#: False while a ``cli(..., in_process_adapter=False)`` call starts dbt
-_in_process_adapter = contextvars.ContextVar("corisync_dbt_in_process_adapter", default=True)
+#: the adapter dagster-dbt gets for the invocation a ``cli()`` call is starting (None: no metadata)
+_adapter: contextvars.ContextVar[WarehouseAdapter | None] = contextvars.ContextVar("corisync_dbt_adapter",
+                                                                                   default=None)
 
 
 def dbt_env(s: Settings) -> dict[str, str]:
@@ -49,8 +52,8 @@ def dbt_env(s: Settings) -> dict[str, str]:
 
 
 class CorisyncDbtCliResource(DbtCliResource):
-    """DbtCliResource that exports ``dbt_env`` to dbt (the subprocess and the in-process adapter used for
-    row counts and column metadata)."""
+    """DbtCliResource that exports ``dbt_env`` to dbt, and whose row counts and column metadata come from the
+    warehouse (``warehouse_adapter.py``), not from a dbt adapter in this process."""
 
     dbt_env: dict[str, str] = Field(
         default_factory=dict, description="Environment variables exported to dbt for each invocation."
@@ -70,26 +73,24 @@ class CorisyncDbtCliResource(DbtCliResource):
         return super()._cli_version
 
     def _initialize_dbt_core_adapter(self, args):
-        if not _in_process_adapter.get():
-            return None
-        return super()._initialize_dbt_core_adapter(args)
+        """dagster-dbt's hook for the adapter it hands the invocation: the warehouse's, never dbt-core's."""
+        return _adapter.get()
 
-    def cli(self, args, *, in_process_adapter: bool = True, duckdb_path: str | None = None,
+    def cli(self, args, *, metadata_from: Warehouse | None = None, duckdb_path: str | None = None,
             **kwargs: Any):  # type: ignore[override]
-        """``DbtCliResource.cli``, with dbt's environment exported. ``in_process_adapter=False`` skips the
-        dbt adapter dagster-dbt builds in this process before starting dbt (about 2 s here, on the critical
-        path of every build) for invocations that use none of ``fetch_row_counts`` /
-        ``fetch_column_metadata``. ``duckdb_path``: the DuckDB file this invocation (and its in-process
-        adapter) opens instead of the warehouse (the build copy, ``Warehouse.dbt_build``)."""
+        """``DbtCliResource.cli``, with dbt's environment exported. ``metadata_from``: the warehouse that
+        answers ``fetch_row_counts`` / ``fetch_column_metadata`` for this invocation (without one they add
+        nothing). ``duckdb_path``: the DuckDB file this invocation opens instead of the warehouse (the build
+        copy, ``Warehouse.dbt_build``); the metadata is read from it too."""
         env = {**self.dbt_env, **({"CORISYNC_DUCKDB_PATH": duckdb_path} if duckdb_path else {})}
         if env.get("CORISYNC_DUCKDB_PATH") and env.get("CORISYNC_DBT_TARGET", "local") == "local":
             Path(env["CORISYNC_DUCKDB_PATH"]).parent.mkdir(parents=True, exist_ok=True)
-        token = _in_process_adapter.set(in_process_adapter)
+        token = _adapter.set(None if metadata_from is None else WarehouseAdapter(metadata_from, duckdb_path))
         try:
             with exported(env):
                 return super().cli(args, **kwargs)
         finally:
-            _in_process_adapter.reset(token)
+            _adapter.reset(token)
 
 
 def dbt_resource(s: Settings) -> CorisyncDbtCliResource:

@@ -176,5 +176,18 @@ def test_dbt_emu_target_matches_duckdb(bq_emulator, tmp_path: Path) -> None:
     table = preview[("dbt_marts", "mart_course_completion")]
     assert len(table.rows) == 3 and table.row_count == on_duck[("marts", "mart_course_completion")].row_count
     assert [c for c, _ in table.columns] == [c for c, _ in on_duck[("marts", "mart_course_completion")].columns]
+    # what a dbt build's metadata is read with (corisync_assets/dbt/warehouse_adapter.py): columns from
+    # tables.get, the row count from a query job, a relation written as dbt's BigQuery adapter writes it
+    from corisync_assets.dbt.warehouse_adapter import WarehouseAdapter
+
+    adapter = WarehouseAdapter(raw)
+    relation = adapter.Relation.create(database=raw.project, schema="dbt_marts", identifier="mart_course_completion")
+    assert str(relation) == f"`{raw.project}`.`dbt_marts`.`mart_course_completion`"
+    on_duck_completion = on_duck[("marts", "mart_course_completion")]
+    assert [c.name for c in adapter.get_columns_in_relation(relation)] == [c for c, _ in on_duck_completion.columns]
+    assert adapter.execute(f"SELECT count(*) FROM {relation}", fetch=True)[1][0][0] == on_duck_completion.row_count
+    assert adapter.get_columns_in_relation(adapter.Relation.create(
+        database=raw.project, schema="dbt_marts", identifier="no_such_table")) == []
+    adapter.cleanup_connections()
     print(f"marts equal on emu and local: {compared}; not built on the emulator: {sorted(failed)}; "
           f"views with persisted descriptions: {sorted(views)}")

@@ -13,6 +13,7 @@ import pytest
 
 from corisync_assets.dbt import corisync_dbt_assets, dbt_asset_keys, dbt_resource
 from corisync_assets.dbt.assets import AUTOMATION_CONDITION_TAG
+from corisync_assets.dbt.warehouse_adapter import WarehouseAdapter
 from corisync_assets.environment import warehouse_resource
 from tests.dbt import expected
 from tests.support.dbt_build import BuiltWarehouse
@@ -47,6 +48,11 @@ def test_materializations_carry_row_counts_schema_and_lineage(built: BuiltWareho
     # views get schema but no row count (dagster-dbt does not count views)
     stg = by_key[dg.AssetKey(["staging", "stg_users"])]
     assert "dagster/column_schema" in stg and "dagster/row_count" not in stg and "preview" not in stg
+    assert [c.name for c in stg["dagster/column_schema"].value.columns] == list(
+        _rows(built, "select * from staging.stg_users limit 1")[0])
+    # a table's row count, as the warehouse counts it
+    snapshot = by_key[dg.AssetKey(["snapshots", "snp_courses"])]
+    assert snapshot["dagster/row_count"].value == len(_rows(built, "select * from snapshots.snp_courses"))
 
 
 def _assert_previews(built: BuiltWarehouse, by_key: dict) -> None:
@@ -112,10 +118,42 @@ def test_automation_builds_carry_mart_previews(built: BuiltWarehouse) -> None:
                              for e in result.get_asset_materialization_events()})
 
 
-def test_the_in_process_adapter_is_built_only_when_asked_for(built: BuiltWarehouse) -> None:
+def test_metadata_is_read_from_the_warehouse_only_when_asked_for(built: BuiltWarehouse) -> None:
+    """No dbt adapter in Dagster's process: with a warehouse, dagster-dbt gets the warehouse's stand-in (which
+    answers from the file, as DuckDB itself lists the columns); without one, nothing."""
     dbt = dbt_resource(built.settings)
-    assert dbt.cli(["debug", "--config-dir"], in_process_adapter=False).wait().adapter is None
-    assert dbt.cli(["debug", "--config-dir"]).wait().adapter is not None
+    assert dbt.cli(["debug", "--config-dir"]).wait().adapter is None
+    adapter = dbt.cli(["debug", "--config-dir"], metadata_from=warehouse_resource(built.settings)).wait().adapter
+    assert isinstance(adapter, WarehouseAdapter)
+    try:
+        database = _rows(built, "select current_database() as d")[0]["d"]
+        relation = adapter.Relation.create(database=database, schema="staging", identifier="stg_users")
+        want = [(r["column_name"], r["data_type"]) for r in _rows(
+            built, "select column_name, data_type from information_schema.columns where table_schema = 'staging' "
+                   "and table_name = 'stg_users' order by ordinal_position")]
+        assert [(c.name, c.data_type) for c in adapter.get_columns_in_relation(relation)] == want
+        assert str(relation) == f'"{database}"."staging"."stg_users"'
+        assert adapter.execute(f"select count(*) from {relation}", fetch=True)[1][0][0] == len(
+            _rows(built, "select * from staging.stg_users"))
+        missing = adapter.Relation.create(database=database, schema="staging", identifier="no_such_model")
+        assert adapter.get_columns_in_relation(missing) == []
+    finally:
+        adapter.cleanup_connections()
+
+
+def test_the_code_location_loads_without_dbt_core() -> None:
+    """dbt-core stays in dbt's processes (corisync_assets/no_dbt_core.py): a fresh process loads the code
+    location with every dbt asset and check, and has imported no dbt-core module."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, corisync_assets.definitions as d; keys = d.defs.resolve_all_asset_keys(); "
+             "print(len(keys), sorted({m.partition('.')[0] for m in sys.modules} & {'dbt', 'dbt_common'}), "
+             "'dagster_dbt' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         timeout=120).stdout.split("\n")[-2]
+    assert out.endswith(" [] True"), out
+    assert int(out.split()[0]) >= len(corisync_dbt_assets.keys)
 
 
 def test_enrollment_funnel(built: BuiltWarehouse) -> None:

@@ -8,7 +8,7 @@ deletes remove the row), plus `_dead_letters`. Landing the same events twice cha
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -56,6 +56,17 @@ class TableRows:
     def records(self) -> list[dict]:
         names = [name for name, _type in self.columns]
         return [dict(zip(names, row, strict=True)) for row in self.rows]
+
+
+@dataclass(frozen=True)
+class RelationReader:
+    """Read-only access to any relation of a warehouse, named as dbt names it (database, schema, name): what
+    the metadata of a dbt build needs (``corisync_assets.dbt.warehouse_adapter``). Safe to call from several
+    threads at once; ``close`` when done."""
+
+    columns: Callable[[str, str, str], list[tuple[str, str]]]  # (column, type) in order; [] if missing
+    fetch: Callable[[str], list[tuple]]  # a query's rows
+    close: Callable[[], None]
 
 
 #: warehouse type of each logical column type of a :class:`PartitionedTable`, per dialect
@@ -173,6 +184,15 @@ class Warehouse(ConfigurableResource):
         are then reported materialized when a fold brings new events into what dbt reads."""
         return False
 
+    def relation_sql(self, database: str, schema: str, name: str) -> str:  # pragma: no cover - interface
+        """The quoted reference to a relation in this warehouse's SQL dialect."""
+        raise NotImplementedError
+
+    def relation_reader(self, build_path: str | None = None) -> RelationReader:  # pragma: no cover - interface
+        """A :class:`RelationReader` on the warehouse, or on :meth:`dbt_build`'s copy at ``build_path`` (once
+        dbt has let go of it)."""
+        raise NotImplementedError
+
     def existing_relations(self, relations: Sequence[tuple[str, str]]) -> set[tuple[str, str]] | None:
         """Which of these (schema, name) tables or views exist; None when this warehouse cannot tell
         cheaply (callers then fall back to what the Dagster instance recorded)."""
@@ -180,7 +200,7 @@ class Warehouse(ConfigurableResource):
 
     def table_row_counts(self, relations: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int] | None:
         """Row counts of the tables (not views) among (schema, name), in one cheap round trip; None when this
-        warehouse has no such way (dbt runs then count through dagster-dbt's in-process adapter)."""
+        warehouse has no such way (dbt runs then count per table, ``corisync_assets/dbt/warehouse_adapter.py``)."""
         return None
 
     def read_tables(self, relations: Sequence[tuple[str, str]], limit: int | None = None

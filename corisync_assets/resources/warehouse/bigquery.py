@@ -74,6 +74,7 @@ from corisync_assets.resources.warehouse.base import (
     DEAD_LETTERS,
     PARTITIONED_TYPES,
     LandResult,
+    RelationReader,
     StoredDeadLetter,
     TableRows,
     Warehouse,
@@ -779,6 +780,26 @@ class BigQueryWarehouse(Warehouse):
             out[(dataset, name)] = TableRows([(f.name, f.field_type) for f in table.schema],
                                              [tuple(r.values()) for r in rows], int(table.num_rows or 0))
         return out
+
+    def relation_sql(self, database, schema, name):
+        """Each part quoted on its own, as dbt's BigQuery adapter writes a relation."""
+        parts = (_check_project(database), check_identifier(schema, "dataset"), check_identifier(name, "table"))
+        return ".".join(f"`{part}`" for part in parts)
+
+    def relation_reader(self, build_path=None):
+        """Columns from tables.get (REST, no job), as dbt's BigQuery adapter reads them; queries as jobs."""
+        from google.api_core.exceptions import NotFound
+
+        def columns(database: str, schema: str, name: str) -> list[tuple[str, str]]:
+            ref = ".".join((_check_project(database), check_identifier(schema, "dataset"),
+                            check_identifier(name, "table")))
+            try:
+                table = self.client().get_table(ref, retry=self._retry, timeout=self.request_timeout_s)
+            except NotFound:
+                return []
+            return [(f.name, f.field_type) for f in table.schema]
+
+        return RelationReader(columns, lambda sql: [tuple(row.values()) for row in self._query(sql)], lambda: None)
 
     def existing_relations(self, relations: Sequence[tuple[str, str]]) -> set[tuple[str, str]] | None:
         """Tables and views among (dataset, name), from tables.list (REST, no job)."""

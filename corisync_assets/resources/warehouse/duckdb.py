@@ -34,6 +34,7 @@ from corisync_assets.resources.warehouse.base import (
     DEAD_LETTERS,
     LandResult,
     PartitionedTable,
+    RelationReader,
     StoredDeadLetter,
     TableRows,
     Warehouse,
@@ -353,6 +354,22 @@ class DuckDBWarehouse(Warehouse):
             found = set(con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall())
         return {r for r in relations if tuple(r) in found}
 
+    def relation_sql(self, database, schema, name):
+        return ".".join(map(q, (database, schema, name)))
+
+    def relation_reader(self, build_path=None):
+        """One read-only connection to the file (or the build's copy); a cursor per call, one per thread."""
+        import duckdb
+
+        con = duckdb.connect(build_path or self.path, read_only=True)
+
+        def columns(database: str, schema: str, name: str) -> list[tuple[str, str]]:
+            return con.cursor().execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = ? AND "
+                "table_schema = ? AND table_name = ? ORDER BY ordinal_position", [database, schema, name]).fetchall()
+
+        return RelationReader(columns, lambda sql: con.cursor().execute(sql).fetchall(), con.close)
+
     def table_row_counts(self, relations):
         """One query: ``count(*)`` of every base table among ``relations`` (DuckDB answers it from storage
         metadata); views are left out, counting them would run them. Callers hold the writer slot."""
@@ -369,10 +386,8 @@ class DuckDBWarehouse(Warehouse):
             return {wanted[i]: n for i, n in con.execute(union).fetchall()}
 
     def read_tables(self, relations, limit=None):
-        """One connection for all of them; a relation that does not exist is left out. Not read-only: a dbt
-        run reads previews while dagster-dbt's in-process adapter may still hold a (read-write) connection,
-        and DuckDB refuses a second connection with another configuration in one process; callers hold the
-        writer slot anyway."""
+        """One connection for all of them; a relation that does not exist is left out. Callers hold the
+        writer slot."""
         if not Path(self.path).exists():
             return {}
         out = {}

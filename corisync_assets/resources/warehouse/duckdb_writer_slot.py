@@ -10,9 +10,9 @@ slot the same way.
 
 The Dagster dbt asset points dbt at a copy of the warehouse (``DuckDBWarehouse.dbt_build``), so there the
 slot taken is the copy's, which nothing else writes; the warehouse's own slot is held only while the copy is
-taken and while the build is published. Read-only connections (Dagster's in-process adapter for row counts
-and column metadata) skip it: their caller owns the file they read (``corisync_dbt_assets``), and a second
-lock on the same file from that process would wait for itself.
+taken and while the build is published. Read-only connections skip it: whoever opens one owns the file it
+reads (as ``corisync_dbt_assets`` owns its copy), and a second lock on the same file from that process would
+wait for itself.
 
 Enabled for the ``local`` target in ``dbt_project/profiles.yml``::
 
