@@ -6,7 +6,9 @@ imports dbt-core right away, 1.6 s of every process that loads the code location
 run worker, the lander's recording), for two things this project does not use from those processes:
 
 * dbt-core's selection engine, for ``@dbt_assets(select=...)``: every selection here is the default one
-  (all nodes), which dagster-dbt reads from the manifest without an engine;
+  (all nodes), which dagster-dbt reads from the manifest without an engine. (A narrower selection would
+  stop the load with dagster-dbt's ``DagsterDbtCoreNotInstalledError``: select the nodes from the manifest
+  in Python instead, or import dbt-core before this module, at the price above);
 * dbt's in-process adapter, for row counts and column metadata: the warehouse answers those instead
   (:class:`corisync_assets.dbt.warehouse_adapter.WarehouseAdapter`), in every process alike.
 
