@@ -98,6 +98,11 @@ def _check_project(project: str) -> str:
     return project
 
 
+def _table_parts(project: str, dataset: str, table: str) -> tuple[str, str, str]:
+    """(project, dataset, table) of a table's full name, each part validated."""
+    return _check_project(project), check_identifier(dataset, "dataset"), check_identifier(table, "table")
+
+
 def bq_type(col: Column) -> str:
     """The column's GoogleSQL type (what a CAST targets; parameterized for decimals)."""
     t = col.logical_type
@@ -482,8 +487,7 @@ class BigQueryWarehouse(Warehouse):
         return f"{self.project}.{check_identifier(self.dataset, 'dataset')}.{check_identifier(table, 'table')}"
 
     def _sql_ref(self, table: str) -> str:
-        return q(_check_project(self.project), check_identifier(self.dataset, "dataset"),
-                 check_identifier(table, "table"))
+        return q(*_table_parts(self.project, self.dataset, table))
 
     def _query(self, sql: str, params: dict[str, str] | None = None):
         """Run a query or script and wait for it; returns the rows of its last statement."""
@@ -767,8 +771,7 @@ class BigQueryWarehouse(Warehouse):
 
         out = {}
         for dataset, name in relations:
-            ref = ".".join((_check_project(self.project), check_identifier(dataset, "dataset"),
-                            check_identifier(name, "table")))
+            ref = ".".join(_table_parts(self.project, dataset, name))
             try:
                 table = self.client().get_table(ref, retry=self._retry, timeout=self.request_timeout_s)
             except NotFound:
@@ -783,16 +786,14 @@ class BigQueryWarehouse(Warehouse):
 
     def relation_sql(self, database, schema, name):
         """Each part quoted on its own, as dbt's BigQuery adapter writes a relation."""
-        parts = (_check_project(database), check_identifier(schema, "dataset"), check_identifier(name, "table"))
-        return ".".join(f"`{part}`" for part in parts)
+        return ".".join(f"`{part}`" for part in _table_parts(database, schema, name))
 
     def relation_reader(self, build_path=None):
         """Columns from tables.get (REST, no job), as dbt's BigQuery adapter reads them; queries as jobs."""
         from google.api_core.exceptions import NotFound
 
         def columns(database: str, schema: str, name: str) -> list[tuple[str, str]]:
-            ref = ".".join((_check_project(database), check_identifier(schema, "dataset"),
-                            check_identifier(name, "table")))
+            ref = ".".join(_table_parts(database, schema, name))
             try:
                 table = self.client().get_table(ref, retry=self._retry, timeout=self.request_timeout_s)
             except NotFound:
