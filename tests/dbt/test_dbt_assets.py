@@ -143,7 +143,7 @@ def test_metadata_is_read_from_the_warehouse_only_when_asked_for(built: BuiltWar
 
 def test_the_code_location_loads_without_dbt_core() -> None:
     """dbt-core stays in dbt's processes (corisync_assets/no_dbt_core.py): a fresh process loads the code
-    location with every dbt asset and check, and has imported no dbt-core module."""
+    location with every dbt asset, and has imported no dbt-core module."""
     import subprocess
     import sys
 
