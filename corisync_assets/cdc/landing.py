@@ -13,7 +13,9 @@ Two drivers share that path:
 * :func:`land_changes` (a Dagster run of the raw CDC assets): reads up to the high watermarks seen at start
   (a busy topic cannot keep a run going forever), then waits for the END of a transaction it has started
   (normally milliseconds; at most ``settle_s``, just past the cut's hold time); decoding of the next batch
-  overlaps the warehouse write of the previous one.
+  overlaps the warehouse write of the previous one. The writes of a backlog share one warehouse
+  transaction (up to ``transaction_size`` events; ``Warehouse.land_all(..., commit=False)``), committed
+  before their consumer positions are.
 * :class:`~corisync_assets.cdc.lander.Lander` (long-lived, seconds from commit to warehouse): polls, lands
   what the cut releases, commits, and reports the materializations to Dagster.
 """
@@ -35,8 +37,12 @@ from corisync_assets.resources.kafka import KafkaResource, LagInfo
 from corisync_assets.resources.warehouse.base import LandResult, Warehouse
 
 CONSUME_CHUNK = 10_000
-#: fewest buffered messages worth a warehouse transaction while the writer is idle (before batch_size)
+#: fewest buffered messages worth a write while the writer is idle (before batch_size)
 MIN_CYCLE = 5000
+#: events after which a run's warehouse transaction is committed (and a new one begun) while more is coming:
+#: about two DuckDB row groups (122,880 rows), which a transaction writes straight into the file, and a bound
+#: on what a failure re-reads
+TRANSACTION_EVENTS = 250_000
 #: pseudo table under which malformed transaction-metadata messages are dead-lettered
 TRANSACTIONS_TABLE = "_cdc_transactions"
 
@@ -352,20 +358,24 @@ def land_changes(
     collections: dict[str, str] | None = None,
     notification_topic: str | None = None,
     batch_size: int = 50_000,
+    transaction_size: int = TRANSACTION_EVENTS,
     stall_timeout_s: float = 30.0,
     settle_s: float = 35.0,
     after_write: Callable[[list[ChangeBatch], list[LandResult]], None] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> FeedReport:
     """Land every event on the routed topics after the group's committed offsets, up to the ends seen at
-    start (plus the rest of a transaction begun before them), in whole transactions."""
+    start (plus the rest of a transaction begun before them), in whole transactions.
+
+    ``after_write(batches, results)``: called after each warehouse commit with what it committed, before
+    the consumer positions are committed."""
     kafka.check_reachable()
     report = new_report(routes)
     feed = ChangeFeed(kafka, routes, tx_topic=tx_topic, collections=collections, log=log,
                       notification_topic=notification_topic)
     try:
         with warehouse.exclusive(), warehouse.session():  # DuckDB: one writer, one connection for the run
-            writer = _PipelinedWriter(feed, warehouse, report, after_write)
+            writer = _PipelinedWriter(feed, warehouse, report, after_write, transaction_size)
             try:
                 _consume_and_land(feed, warehouse, writer, batch_size, stall_timeout_s, settle_s, report, log)
                 writer.finish()
@@ -402,7 +412,7 @@ def _consume_and_land(feed: ChangeFeed, warehouse: Warehouse, writer: _Pipelined
         # a cycle goes to the warehouse when the batch is full, at the end, or as soon as the writer
         # is free (so the write of one chunk overlaps the consumption of the next, to the last one)
         if buffered >= batch_size or not remaining or (buffered >= MIN_CYCLE and writer.idle):
-            writer.submit(*feed.take())
+            writer.submit(*feed.take(), last=not remaining)
         if not remaining:
             if not feed.buffered and not feed.cut.waiting_transactions:
                 break
@@ -421,48 +431,70 @@ def land_table(kafka: KafkaResource, warehouse: Warehouse, table: str, topic: st
 
 
 class _PipelinedWriter:
-    """At most one cycle in the warehouse at a time, written by a worker thread; the positions of a cycle
-    are committed (on the consuming thread) only after its write returned, and cycles commit in order."""
+    """At most one write in the warehouse at a time, by a worker thread. Consecutive writes share one
+    warehouse transaction (left open with ``commit=False``) until the last one or ``transaction_size``
+    events; the consumer positions of a transaction's writes are committed (on the consuming thread) only
+    after the warehouse committed it, in order."""
 
-    def __init__(self, feed: ChangeFeed, warehouse: Warehouse, report: FeedReport, after_write) -> None:
+    def __init__(self, feed: ChangeFeed, warehouse: Warehouse, report: FeedReport, after_write,
+                 transaction_size: int) -> None:
         self.feed, self.warehouse, self.report, self.after_write = feed, warehouse, report, after_write
+        self.transaction_size = transaction_size
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="land")
-        self.inflight: tuple[list[ChangeBatch], dict, Future | None] | None = None
+        #: (batches, positions, commits: the write ends the transaction, future) of the write in flight
+        self.inflight: tuple[list[ChangeBatch], dict, bool, Future | None] | None = None
+        self.open_events = 0  # events submitted to the warehouse transaction still open (0: none open)
+        self.written: list[tuple[ChangeBatch, LandResult]] = []  # in the open transaction, not committed
+        self.positions: dict[tuple[str, int], int] = {}  # to commit with the open transaction
 
     @property
     def idle(self) -> bool:
         """Nothing in the warehouse right now: a new cycle would start writing at once."""
-        return self.inflight is None or self.inflight[2] is None or self.inflight[2].done()
+        return self.inflight is None or self.inflight[3] is None or self.inflight[3].done()
 
-    def submit(self, batches: list[ChangeBatch], positions: dict, transactions: int, forced: int) -> None:
+    def submit(self, batches: list[ChangeBatch], positions: dict, transactions: int, forced: int, *,
+               last: bool = False) -> None:
+        """Write what the cut released; ``last``: nothing more is coming, the transaction ends with it."""
         self._complete()
         self.report.transactions += transactions
         self.report.forced += forced
-        if not batches and not positions:
+        events = sum(len(b) for b in batches)
+        commits = last or self.open_events + events >= self.transaction_size
+        if not batches and not positions and not (commits and self.open_events):
             return
-        future = self.pool.submit(self.warehouse.land_all, batches) if batches else None
-        self.inflight = (batches, positions, future)
+        future = None
+        if batches or (commits and self.open_events):
+            future = self.pool.submit(self.warehouse.land_all, batches, commit=commits)
+            self.open_events = 0 if commits else self.open_events + max(events, 1)
+        self.inflight = (batches, positions, commits, future)
 
     def finish(self) -> None:
         try:
+            if self.open_events:  # the last cycle had nothing to write: end the transaction all the same
+                self.submit([], {}, 0, 0, last=True)
             self._complete()
         finally:
             self.pool.shutdown(wait=True)
 
     def close(self) -> None:
         """Stop the worker (after :meth:`finish`, or after an error: a write in flight still completes, but
-        nothing more is committed)."""
+        nothing more is committed, and an open transaction is rolled back with the session)."""
         self.pool.shutdown(wait=True)
 
     def _complete(self) -> None:
         if self.inflight is None:
             return
-        batches, positions, future = self.inflight
+        batches, positions, commits, future = self.inflight
         self.inflight = None
         results = future.result() if future is not None else []  # a failed write raises: nothing committed
-        if self.after_write is not None and batches:
-            self.after_write(batches, results)
+        self.written += zip(batches, results, strict=True)
+        self.positions.update(positions)
+        if not commits and self.open_events:
+            return  # committed with the transaction
+        written, positions, self.written, self.positions = self.written, self.positions, [], {}
+        if self.after_write is not None and written:
+            self.after_write([b for b, _ in written], [r for _, r in written])
         self.feed.commit(positions)
-        for batch, result in zip(batches, results, strict=True):
+        for batch, result in written:
             if batch.table in self.report.tables:
                 self.report.tables[batch.table].add(batch, result)

@@ -135,3 +135,72 @@ def test_failed_landing_leaves_nothing_half_written(wh, monkeypatch):
         wh.land(batch_of([envelope("c", 2, None, bad, lsn=20, txid=2, ts_ms=2)], start_offset=1))
     assert wh.row_count("courses__changelog") == 1
     assert [r["course_id"] for r in current(wh)] == [1]
+
+
+def test_one_transaction_over_several_writes_is_all_or_nothing_and_lands_as_each_alone(wh, tmp_path):
+    """A run's writes share one transaction (``land_all(..., commit=False)``): another connection sees none of
+    them before the last write commits; then the state is the plain-Python replay. Debezium re-emitted
+    changes 200-273 after the second write (a restart before its offset flush): one write holds only
+    changes already landed, the next one some of them and new ones; each change lands once."""
+    messages = list(change_stream(1000, ids=80))
+    expected = expected_state(1000, ids=80)
+    stream = messages[:274] + messages[200:274] + messages[274:]  # as the topic holds them
+    chunks = [(i, stream[i:i + 37 if i == 274 else i + 137]) for i in (0, 137, 274, 311)]
+    chunks += [(i, stream[i:i + 137]) for i in range(448, len(stream), 137)]
+    assert [m for _, c in chunks for m in c] == stream
+    with wh.session():
+        results = []
+        for n, (offset, chunk) in enumerate(chunks):
+            results += wh.land_all([batch_of(chunk, start_offset=offset)], commit=n == len(chunks) - 1)
+            if n == len(chunks) - 2:  # all but the last written, nothing committed
+                with duckdb.connect(wh.path) as other:  # the same database instance, another connection
+                    assert other.execute("SELECT count(*) FROM information_schema.tables "
+                                         "WHERE table_schema = 'raw_cdc' AND table_name LIKE 'courses%'"
+                                         ).fetchone()[0] == 0
+    assert sum(r.new_events for r in results) == 1000
+    assert sum(r.duplicates for r in results) == len(batch_of(messages[200:274]))  # events, not tombstones
+    assert wh.row_count("courses__changelog") == 1000
+    rows = current(wh)
+    assert [r["course_id"] for r in rows] == sorted(expected)
+    assert all(r["title"] == expected[r["course_id"]]["title"] for r in rows)
+
+
+def test_a_failed_write_rolls_back_the_whole_open_transaction(wh):
+    wh.land(batch_of([envelope("c", 1, None, course_row(1), lsn=10, txid=1, ts_ms=1)]))
+    good = batch_of([envelope("c", 2, None, course_row(2), lsn=20, txid=2, ts_ms=2)], start_offset=1)
+    bad_row = course_row(3)
+    bad_row["price"] = "not a number"
+    bad = batch_of([envelope("c", 3, None, bad_row, lsn=30, txid=3, ts_ms=3)], start_offset=2)
+    with wh.session():
+        wh.land_all([good], commit=False)
+        wh.land_all([bad], commit=False)
+        with pytest.raises(duckdb.Error):  # the bad price fails its cast when the transaction's rows are folded
+            wh.land_all([], commit=True)
+        assert wh.row_count("courses__changelog") == 1  # neither the good event nor the bad one
+        # the next write starts a new transaction: the rolled-back event lands again
+        wh.land_all([batch_of([envelope("c", 2, None, course_row(2), lsn=20, txid=2, ts_ms=2)], start_offset=1)])
+    assert wh.row_count("courses__changelog") == 2
+    assert [r["course_id"] for r in current(wh)] == [1, 2]
+
+
+def test_a_column_added_inside_one_transaction_gives_earlier_rows_its_default(wh):
+    """Rows of the same transaction landed before the schema change take the new column's default, as
+    Postgres gives it to existing rows (and as landing each write alone does)."""
+    import orjson
+
+    from tests.support import debezium_events as ev
+
+    extra = {"type": "string", "optional": True, "field": "language", "default": "en"}
+    schema = ev.value_schema("courses", [*ev.COURSE_FIELDS, extra])
+    value = orjson.dumps({"schema": schema, "payload": {
+        "before": None, "after": {**course_row(2), "language": "fr"}, "op": "c",
+        "source": {"lsn": 20, "txId": 2, "ts_ms": 2, "snapshot": "false"}}})
+    with wh.session():
+        wh.land_all([batch_of([envelope("c", 1, None, course_row(1), lsn=10, txid=1, ts_ms=1)])], commit=False)
+        wh.land_all([batch_of([(ev.course_key(2), value)], start_offset=1)])
+    assert [(r["course_id"], r["language"]) for r in current(wh)] == [(1, "en"), (2, "fr")]
+
+
+def test_an_open_transaction_needs_a_session(wh):
+    with pytest.raises(ValueError, match="session"):
+        wh.land_all([batch_of([envelope("c", 1, None, course_row(1), lsn=10, txid=1, ts_ms=1)])], commit=False)

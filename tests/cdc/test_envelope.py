@@ -94,3 +94,38 @@ def test_bad_column_identifier_is_a_dead_letter():
     value = orjson.dumps({"schema": schema, "payload": {"op": "c", "after": {"x": 1}, "source": {"lsn": 1}}})
     batch = decode([(course_key(1), value)])
     assert "not a valid SQL identifier" in batch.dead_letters[0].error
+
+
+def test_the_fast_path_decodes_as_the_full_path():
+    """After the first message, messages with the same schemas take the fast path; each decoded alone takes
+    the full path. Both give the same rows, NaN counts and dead letters, for odd but valid payloads too."""
+    nan = course_row(2)
+    nan["price"] = "NAN"  # Debezium's text of a numeric NaN
+    banana = course_row(3)
+    banana["title"] = "BANANA \\u0041"  # the letters NAN and a backslash-u in a text, not a NaN price
+    odd = [
+        envelope("c", 1, None, course_row(1), lsn=10, txid=1, ts_ms=1),
+        envelope("c", 2, None, nan, lsn=20, txid=2, ts_ms=2),
+        envelope("c", 3, None, banana, lsn=30, txid=3, ts_ms=3),
+        envelope("d", 1, course_row(1), None, lsn=40, txid=4, ts_ms=4),
+        envelope("r", 4, None, course_row(4), lsn=50, txid=5, ts_ms=5, snapshot="last"),
+    ]
+    # a snapshot flag as a boolean and an LSN as a string (older producers): the full path's reading
+    value = orjson.loads(envelope("u", 2, None, course_row(2, 1), lsn=60, txid=6, ts_ms=6)[1])
+    value["payload"]["source"].update(snapshot=True, lsn="60")
+    odd.append((course_key(2), orjson.dumps(value)))
+    # an incremental snapshot read: no LSN, its position in source.sequence
+    value = orjson.loads(envelope("r", 5, None, course_row(5), lsn=0, txid=7, ts_ms=7)[1])
+    value["payload"]["source"].update(lsn=None, sequence='["100", "70"]')
+    odd.append((course_key(5), orjson.dumps(value)))
+    odd.append((course_key(6), envelope("c", 6, None, None, lsn=80, txid=8, ts_ms=8)[1]))  # no row: dead letter
+
+    together = decode(odd)
+    alone = [decode([m]) for m in odd]
+    without_offset = lambda row: row[:8] + row[9:]  # noqa: E731  (alone, every message is at offset 0)
+    assert [without_offset(r) for r in together.rows] == [without_offset(r) for b in alone for r in b.rows]
+    assert [r[2] for r in together.rows] == [10, 20, 30, 40, 50, 60, 70]  # LSNs
+    assert [r[5] for r in together.rows][4:6] == ["last", "True"]  # snapshot flags as the full path reads them
+    assert together.nan_decimals == sum((b.nan_decimals for b in alone), Counter()) == Counter(price=1)
+    assert [d.error for d in together.dead_letters] == [d.error for b in alone for d in b.dead_letters]
+    assert len(together.dead_letters) == 1

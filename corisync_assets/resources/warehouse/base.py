@@ -136,12 +136,15 @@ class Warehouse(ConfigurableResource):
         """Land one table's batch in one transaction."""
         return self.land_all([batch])[0]
 
-    def land_all(self, batches: Sequence[ChangeBatch], replay: bool = False
+    def land_all(self, batches: Sequence[ChangeBatch], replay: bool = False, commit: bool = True
                  ) -> list[LandResult]:  # pragma: no cover - interface
         """Land batches of several tables in one transaction; one result per batch, in order.
 
         ``replay``: the events are older messages landed late (dead letters replayed): the changelog takes
-        them, but current state takes an event only if no newer event of its row was landed before."""
+        them, but current state takes an event only if no newer event of its row was landed before.
+        ``commit=False`` (within a landing session): the warehouse may leave its transaction open, and the
+        next calls add to it, up to one with ``commit=True``; until then nothing of them is committed (a
+        failure rolls them all back). Warehouses whose landing is an append (BigQuery) commit every call."""
         raise NotImplementedError
 
     def dead_letters(self, table: str | None = None) -> list[StoredDeadLetter]:  # pragma: no cover - interface

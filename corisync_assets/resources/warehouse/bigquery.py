@@ -817,9 +817,11 @@ class BigQueryWarehouse(Warehouse):
             found |= {(dataset, name) for ds, name in relations if ds == dataset and name in names}
         return found
 
-    def land_all(self, batches: Sequence[ChangeBatch], replay: bool = False) -> list[LandResult]:
+    def land_all(self, batches: Sequence[ChangeBatch], replay: bool = False, commit: bool = True
+                 ) -> list[LandResult]:
         """Append every batch's new events and dead letters to _cdc_stream, then the cycle's marker to
-        _cdc_cycles (Storage Write API; no job). Current state and changelog follow at the next fold."""
+        _cdc_cycles (Storage Write API; no job). Current state and changelog follow at the next fold. Every
+        call is committed when it returns (``commit`` changes nothing: an append leaves nothing open)."""
         if replay:
             return [self._land_replayed(batch) for batch in batches]
         batches = list(batches)

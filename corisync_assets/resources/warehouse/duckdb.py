@@ -13,8 +13,9 @@ import shutil
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import filelock
 from pydantic import PrivateAttr
@@ -27,6 +28,7 @@ from corisync_assets.cdc.envelope import (
     TIMESTAMP_INFINITY,
     ChangeBatch,
     Column,
+    TableSchema,
     check_identifier,
 )
 from corisync_assets.resources.warehouse.base import (
@@ -41,6 +43,15 @@ from corisync_assets.resources.warehouse.base import (
     snapshot_end_sql,
 )
 from corisync_assets.resources.warehouse.writer_slot import build_copy_path, writer_slot_path
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def _scalar(con, sql: str, params: list | None = None) -> Any:
+    """The one value of a one-row query, its result read to the end: a connection with a result still
+    open refuses to register or unregister an Arrow table (DuckDB 2)."""
+    return con.execute(sql, params or []).fetchall()[0][0]
 
 
 def q(name: str) -> str:
@@ -231,6 +242,41 @@ def _publish(con, alias: str, relations) -> int:
     return published
 
 
+@dataclass
+class _Unfolded:
+    """A table's events landed in the open transaction, not folded into its current state yet."""
+
+    current: str
+    schema: TableSchema
+    events: list  # Arrow tables of the incoming rows' columns (held, not copied)
+
+
+def _stage(con, unfolded: dict[str, _Unfolded], table: str, current: str, schema: TableSchema,
+           incoming: pa.Table, all_new: bool) -> None:
+    """Keep the new events (view ``_new`` over ``incoming``) for their table's fold, in the open
+    transaction: the incoming Arrow table itself when all of it is new (no copy), else the new rows."""
+    events = incoming if all_new else con.sql("SELECT * FROM _new").to_arrow_table()
+    staged = unfolded.get(table)
+    if staged is None:
+        unfolded[table] = _Unfolded(current, schema, [events])
+    else:
+        staged.events.append(events)
+
+
+def _fold(con, unfolded: dict[str, _Unfolded], table: str) -> None:
+    """Fold a table's staged events into its current state (once per transaction, or before a schema
+    change, a replay or a snapshot's end)."""
+    import pyarrow as pa
+
+    staged = unfolded.pop(table, None)
+    if staged is not None:
+        con.register("_unfolded", pa.concat_tables(staged.events))
+        try:
+            _apply_current(con, staged.current, staged.schema, "_unfolded")
+        finally:
+            con.unregister("_unfolded")
+
+
 class DuckDBWarehouse(Warehouse):
     """Raw CDC tables in one DuckDB file (the same file dbt's local target reads)."""
 
@@ -247,6 +293,9 @@ class DuckDBWarehouse(Warehouse):
     _session_con: Any = PrivateAttr(default=None)
     _dlq_ready: set = PrivateAttr(default_factory=set)  # dead-letter tables known to have today's columns
     _in_session: bool = PrivateAttr(default=False)
+    #: the session's warehouse transaction left open by ``land_all(..., commit=False)``: table -> events
+    #: landed in it whose current state is not folded yet (None: no transaction open)
+    _landing_tx: dict[str, _Unfolded] | None = PrivateAttr(default=None)
 
     def _open(self, read_only: bool = False):
         import duckdb  # here, not at import: the code location loads without it
@@ -324,6 +373,7 @@ class DuckDBWarehouse(Warehouse):
             yield self
         finally:
             self._in_session = False
+            self._landing_tx = None  # a transaction still open ends with the connection: rolled back
             if self._session_con is not None:
                 self._session_con.close()
                 self._session_con = None
@@ -338,6 +388,10 @@ class DuckDBWarehouse(Warehouse):
             self._session_con = self._open()
             # checkpoint once when the session closes, not every few batches in the middle of a landing
             self._session_con.execute("SET checkpoint_threshold = '1GB'")
+            # a transaction that spans several writes (land_all(commit=False)) writes each full row group
+            # into the file as soon as it is complete, while the next ones are consumed, rather than five at
+            # a time or all at the COMMIT that ends the landing
+            self._session_con.execute("SET write_buffer_row_group_count = 1")
         yield self._session_con
 
     def prepare(self) -> None:
@@ -484,29 +538,48 @@ class DuckDBWarehouse(Warehouse):
         with self.connect() as con:
             return con.execute(f"SELECT count(*) FROM {q(self.schema_name)}.{q(table)}").fetchone()[0]
 
-    def land_all(self, batches: Sequence[ChangeBatch], replay: bool = False) -> list[LandResult]:
+    def land_all(self, batches: Sequence[ChangeBatch], replay: bool = False, commit: bool = True
+                 ) -> list[LandResult]:
+        """Every batch in the session's transaction; ``commit=False`` leaves it open for the next call.
+
+        Current state is folded once per transaction (and per table schema), from all of the transaction's
+        events: a row changed in several calls is parsed and rewritten once, and a transaction of more than a
+        row group (122,880 rows) per table writes the changelog's row groups straight into the file instead
+        of the WAL and a checkpoint."""
+        if not commit and (replay or not self._in_session):
+            raise ValueError("commit=False keeps the transaction open for the session's next land_all: "
+                             "only in a session(), and not for replays")
         s = q(self.schema_name)
         dlq = f"{s}.{q(DEAD_LETTERS)}"
         results = []
         with self._writer() as con:
-            con.execute("BEGIN")
+            if self._landing_tx is None:
+                con.execute("BEGIN")
+                self._landing_tx = {}
+            unfolded = self._landing_tx
             try:
                 self._ensure_dead_letter_table(con, dlq)
                 for batch in batches:
                     current, changelog = self.table_names(batch.table)
+                    cur = f"{s}.{q(current)}"
                     new_dead = self._land_dead_letters(con, dlq, batch)
                     new_events = duplicates = 0
                     if len(batch):
                         new_events, duplicates = self._land_events(
-                            con, f"{s}.{q(current)}", f"{s}.{q(changelog)}", batch, replay
-                        )
-                    if batch.snapshot_ends and con.execute(
-                            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
-                            "AND table_name = ?", [self.schema_name, current]).fetchone()[0]:
-                        con.execute(snapshot_end_sql(f"{s}.{q(current)}", batch.snapshot_ends))
+                            con, cur, f"{s}.{q(changelog)}", batch, unfolded, replay)
+                    if batch.snapshot_ends and _scalar(
+                            con, "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+                            "AND table_name = ?", [self.schema_name, current]):
+                        _fold(con, unfolded, batch.table)  # the events before the snapshot's end first
+                        con.execute(snapshot_end_sql(cur, batch.snapshot_ends))
                     results.append(LandResult(new_events, duplicates, new_dead))
-                con.execute("COMMIT")
+                if commit:
+                    for table in list(unfolded):
+                        _fold(con, unfolded, table)
+                    self._landing_tx = None
+                    con.execute("COMMIT")
             except BaseException:
+                self._landing_tx = None
                 con.execute("ROLLBACK")
                 raise
         return results
@@ -554,24 +627,33 @@ class DuckDBWarehouse(Warehouse):
             elif existing[c.name] != _canonical_type(con, want):  # e.g. int -> bigint, numeric(10,2) -> (12,4)
                 con.execute(f"ALTER TABLE {cur} ALTER COLUMN {q(c.name)} SET DATA TYPE {want}")
 
-    def _land_events(self, con, cur: str, log: str, batch: ChangeBatch, replay: bool = False) -> tuple[int, int]:
+    def _land_events(self, con, cur: str, log: str, batch: ChangeBatch, unfolded: dict[str, _Unfolded],
+                     replay: bool = False) -> tuple[int, int]:
         if batch.schema is None:  # only truncates so far: the table's columns are still unknown
             raise ValueError(f"no row schema seen yet for table {batch.table!r}; cannot land a bare truncate")
-        self._ensure_tables(con, cur, log, batch)
-        con.register("_incoming", batch.to_arrow())
+        staged = unfolded.get(batch.table)
+        if staged is not None and (replay or staged.schema != batch.schema):
+            # before a schema change (a new column's default goes to the rows already there) or a replay
+            _fold(con, unfolded, batch.table)
+            staged = None
+        if staged is None:  # else this transaction's earlier batch of the same schema made the tables ready
+            self._ensure_tables(con, cur, log, batch)
+        incoming = batch.to_arrow()
+        con.register("_incoming", incoming)
+        low, high = batch.lsn_range
         try:
             # Only positions are materialized: copying the payloads would cost more than the dedupe itself.
+            # The LSN range as constants: the changelog's row groups outside it are skipped by their zone maps.
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE _new_pos AS
                 SELECT _cdc_partition AS p, _cdc_offset AS o FROM _incoming i
                 WHERE NOT EXISTS (
                     SELECT 1 FROM {log} c
-                    WHERE c.source_lsn BETWEEN (SELECT min(_cdc_lsn) FROM _incoming)
-                                           AND (SELECT max(_cdc_lsn) FROM _incoming)
+                    WHERE c.source_lsn BETWEEN {int(low)} AND {int(high)}
                       AND c.event_id = i._cdc_event_id)
                 QUALIFY row_number() OVER (PARTITION BY _cdc_event_id ORDER BY _cdc_partition, _cdc_offset) = 1"""
             )
-            new = con.execute("SELECT count(*) FROM _new_pos").fetchone()[0]
+            new = _scalar(con, "SELECT count(*) FROM _new_pos")
             source = "_incoming" if new == len(batch) else (
                 "(SELECT i.* FROM _incoming i SEMI JOIN _new_pos n ON i._cdc_partition = n.p AND i._cdc_offset = n.o)"
             )
@@ -584,68 +666,68 @@ class DuckDBWarehouse(Warehouse):
                            _cdc_partition, _cdc_offset, now()
                     FROM (SELECT *, json_extract(_cdc_payload, ['$.before', '$.after']) AS _ba FROM _new)"""
                 )
-                self._apply_current(con, cur, batch, log if replay else None)
+                if replay:
+                    _apply_current(con, cur, batch.schema, "_new", log)
+                else:
+                    _stage(con, unfolded, batch.table, cur, batch.schema, incoming, new == len(batch))
             con.execute("DROP VIEW _new")
             con.execute("DROP TABLE _new_pos")
         finally:
             con.unregister("_incoming")
         return new, len(batch) - new
 
-    @staticmethod
-    def _apply_current(con, cur: str, batch: ChangeBatch, newer_in: str | None = None) -> None:
-        """Upsert the latest event per row into current state. An event older than a column with a default
-        has no value for it, and the row takes the column's default (as in Postgres, where existing rows read
-        the default of a column added with one), whether the column is new to the warehouse or the table
-        is (its first landing may span the change). ``newer_in`` (replays):
-        the changelog; a row whose changelog holds a newer event than the replayed one keeps its state (a
-        row's changes have increasing LSNs: Postgres' row lock orders them)."""
-        schema = batch.schema
-        truncate_lsn = con.execute("SELECT max(_cdc_lsn) FROM _new WHERE _cdc_op = 't'").fetchone()[0]
-        if truncate_lsn is not None:
-            con.execute(f"DELETE FROM {cur}")
-        row_spec = "{" + ", ".join(f'"{c.name}": "{json_type(c)}"' for c in schema.columns) + "}"
-        by_name = {c.name: c for c in schema.columns}
-        key_spec = "{" + ", ".join(f'"{k}": "{json_type(by_name[k])}"' for k in schema.primary_key) + "}"
 
-        def raw(col: Column) -> str:  # deletes carry the primary key in the Kafka key only
-            ref = f"_p.after.{q(col.name)}"
-            return f"coalesce({ref}, _k.{q(col.name)})" if col.name in schema.primary_key else ref
+def _apply_current(con, cur: str, schema: TableSchema, source: str, newer_in: str | None = None) -> None:
+    """Upsert the latest event per row into current state. An event older than a column with a default
+    has no value for it, and the row takes the column's default (as in Postgres, where existing rows read
+    the default of a column added with one), whether the column is new to the warehouse or the table
+    is (its first landing may span the change). ``newer_in`` (replays):
+    the changelog; a row whose changelog holds a newer event than the replayed one keeps its state (a
+    row's changes have increasing LSNs: Postgres' row lock orders them)."""
+    truncate_lsn = _scalar(con, f"SELECT max(_cdc_lsn) FROM {source} WHERE _cdc_op = 't'")
+    if truncate_lsn is not None:
+        con.execute(f"DELETE FROM {cur}")
+    row_spec = "{" + ", ".join(f'"{c.name}": "{json_type(c)}"' for c in schema.columns) + "}"
+    by_name = {c.name: c for c in schema.columns}
+    key_spec = "{" + ", ".join(f'"{k}": "{json_type(by_name[k])}"' for k in schema.primary_key) + "}"
 
-        # The latest event per row: Debezium writes a row's key JSON the same way every time, so the key
-        # text identifies the row without parsing; only the winners' payloads are parsed and cast.
-        def value(col: Column) -> str:
-            if col.default is not None and col.name not in schema.primary_key:
-                return (f"CASE WHEN json_exists(_cdc_payload, '$.after.{col.name}') THEN {sql_value(col, raw(col))} "
-                        f"ELSE {default_value(col)} END")
-            return sql_value(col, raw(col))
+    def raw(col: Column) -> str:  # deletes carry the primary key in the Kafka key only
+        ref = f"_p.after.{q(col.name)}"
+        return f"coalesce({ref}, _k.{q(col.name)})" if col.name in schema.primary_key else ref
 
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _latest AS
-            SELECT {", ".join(f"{value(c)} AS {q(c.name)}" for c in schema.columns)},
-                   _cdc_op, _cdc_lsn, _cdc_ts_ms{", _cdc_key" if newer_in is not None else ""}
-            FROM (SELECT *, json_transform(_cdc_payload, '{{"after": {row_spec}}}') AS _p,
-                            json_transform(_cdc_key, '{key_spec}') AS _k
-                  FROM _new
-                  WHERE _cdc_op <> 't' AND _cdc_lsn > {int(truncate_lsn) if truncate_lsn is not None else -1}
-                  QUALIFY row_number() OVER (PARTITION BY _cdc_key
-                                             ORDER BY _cdc_partition DESC, _cdc_offset DESC) = 1)"""
-        )
-        if newer_in is not None:
-            con.execute(f"""DELETE FROM _latest l WHERE EXISTS (
-                SELECT 1 FROM {newer_in} c WHERE c.key = CAST(l._cdc_key AS JSON) AND c.source_lsn > l._cdc_lsn)""")
-        match = " AND ".join(f"t.{q(k)} = l.{q(k)}" for k in schema.primary_key)
-        con.execute(f"DELETE FROM {cur} t USING _latest l WHERE {match}")
-        names = ", ".join(q(c.name) for c in schema.columns)
-        con.execute(
-            f"""INSERT INTO {cur} ({names}, _cdc_op, _cdc_lsn, _cdc_ts_ms, _cdc_landed_at)
-            SELECT {names}, _cdc_op, _cdc_lsn, _cdc_ts_ms, now() FROM _latest WHERE _cdc_op <> 'd'"""
-        )
-        con.execute("DROP TABLE _latest")
-        ends = ", ".join(f"'{v}'" for v in sorted(SNAPSHOT_END))
-        snapshot_end = con.execute(
-            f"SELECT max(_cdc_lsn) FROM _new WHERE _cdc_op = 'r' AND _cdc_snapshot IN ({ends})"
-        ).fetchone()[0]
-        if snapshot_end is not None:
-            # A finished snapshot re-read every live row at its LSN: older rows were deleted while their delete
-            # event was lost (e.g. the local broker restarted before landing).
-            con.execute(f"DELETE FROM {cur} WHERE _cdc_lsn < {int(snapshot_end)}")
+    # The latest event per row: Debezium writes a row's key JSON the same way every time, so the key
+    # text identifies the row without parsing; only the winners' payloads are parsed and cast.
+    def value(col: Column) -> str:
+        if col.default is not None and col.name not in schema.primary_key:
+            return (f"CASE WHEN json_exists(_cdc_payload, '$.after.{col.name}') THEN {sql_value(col, raw(col))} "
+                    f"ELSE {default_value(col)} END")
+        return sql_value(col, raw(col))
+
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _latest AS
+        SELECT {", ".join(f"{value(c)} AS {q(c.name)}" for c in schema.columns)},
+               _cdc_op, _cdc_lsn, _cdc_ts_ms{", _cdc_key" if newer_in is not None else ""}
+        FROM (SELECT *, json_transform(_cdc_payload, '{{"after": {row_spec}}}') AS _p,
+                        json_transform(_cdc_key, '{key_spec}') AS _k
+              FROM {source}
+              WHERE _cdc_op <> 't' AND _cdc_lsn > {int(truncate_lsn) if truncate_lsn is not None else -1}
+              QUALIFY row_number() OVER (PARTITION BY _cdc_key
+                                         ORDER BY _cdc_partition DESC, _cdc_offset DESC) = 1)"""
+    )
+    if newer_in is not None:
+        con.execute(f"""DELETE FROM _latest l WHERE EXISTS (
+            SELECT 1 FROM {newer_in} c WHERE c.key = CAST(l._cdc_key AS JSON) AND c.source_lsn > l._cdc_lsn)""")
+    match = " AND ".join(f"t.{q(k)} = l.{q(k)}" for k in schema.primary_key)
+    con.execute(f"DELETE FROM {cur} t USING _latest l WHERE {match}")
+    names = ", ".join(q(c.name) for c in schema.columns)
+    con.execute(
+        f"""INSERT INTO {cur} ({names}, _cdc_op, _cdc_lsn, _cdc_ts_ms, _cdc_landed_at)
+        SELECT {names}, _cdc_op, _cdc_lsn, _cdc_ts_ms, now() FROM _latest WHERE _cdc_op <> 'd'"""
+    )
+    con.execute("DROP TABLE _latest")
+    ends = ", ".join(f"'{v}'" for v in sorted(SNAPSHOT_END))
+    snapshot_end = _scalar(con, f"SELECT max(_cdc_lsn) FROM {source} WHERE _cdc_op = 'r' AND _cdc_snapshot IN ({ends})")
+    if snapshot_end is not None:
+        # A finished snapshot re-read every live row at its LSN: older rows were deleted while their delete
+        # event was lost (e.g. the local broker restarted before landing).
+        con.execute(f"DELETE FROM {cur} WHERE _cdc_lsn < {int(snapshot_end)}")
