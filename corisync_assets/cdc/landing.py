@@ -460,18 +460,20 @@ class _PipelinedWriter:
         self.report.forced += forced
         events = sum(len(b) for b in batches)
         commits = last or self.open_events + events >= self.transaction_size
-        if not batches and not positions and not (commits and self.open_events):
+        # a last write with nothing new still ends the transaction the earlier writes left open
+        write = bool(batches) or (commits and self.open_events > 0)
+        if not write and not positions:
             return
         future = None
-        if batches or (commits and self.open_events):
+        if write:
             future = self.pool.submit(self.warehouse.land_all, batches, commit=commits)
+            # a write of dead letters or snapshot ends only (no events) leaves a transaction open all the same
             self.open_events = 0 if commits else self.open_events + max(events, 1)
         self.inflight = (batches, positions, commits, future)
 
     def finish(self) -> None:
+        """Wait for the last write (the run's last submit was ``last=True``: no transaction stays open)."""
         try:
-            if self.open_events:  # the last cycle had nothing to write: end the transaction all the same
-                self.submit([], {}, 0, 0, last=True)
             self._complete()
         finally:
             self.pool.shutdown(wait=True)
