@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 # whichever worker is free (see tests/conftest.py); 0 runs the suite in this process
 PYTEST_WORKERS ?= 2
 
-.PHONY: dev test install uv venv airbyte-connectors system-deps test-tools dashboard lint bench stack-up stack-down stack-status clean
+.PHONY: dev test install uv venv airbyte-connectors dbt-manifest system-deps test-tools dashboard lint bench stack-up stack-down stack-status clean
 
 ## make dev: install everything, start the local stack, seed demo data, stream changes, Dagster UI on :3000,
 ## the D3 dashboard page (dashboard/) on :3002
@@ -31,7 +31,13 @@ test: install test-tools
 	uv run ruff check .
 	uv run pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-install: system-deps venv airbyte-connectors
+install: system-deps venv airbyte-connectors dbt-manifest
+
+# The dbt manifest for the environment's target, parsed here when missing or stale (a fresh checkout, a dbt edit)
+# instead of at the code location's first load: `dbt parse` alone takes 6-8 s here, more than a definitions load
+# may (README: Benchmarks). The prod image does the same with `python -m corisync_assets.dbt package`.
+dbt-manifest: venv
+	uv run python -m corisync_assets.dbt prepare
 
 # The project venv (.venv) from uv.lock, with the project itself installed.
 venv: uv

@@ -3,10 +3,14 @@
 Loads are measured on a fresh checkout: a copy of the work tree's tracked files (uncommitted edits included, no
 dbt_project/target, so the tree in use is left alone), each load in a fresh process that imports
 `corisync_assets.definitions` from the copy and resolves every asset key.
-cold: no parsed dbt manifest (a clean checkout: `dbt parse` runs during the load);
-warm: the manifest current (the load right after a cold one).
-Each of --rounds rounds is one cold then one warm load; min / median / max are printed. "import" is the time from
-the first import to the resolved keys, "process" adds the interpreter start.
+Each of --rounds rounds loads in these cases (CASES; min / median / max are printed):
+cold: no parsed dbt manifest (a clean checkout loaded directly: `dbt parse` runs during the load), with the dbt
+  CLI, and through a warm dbt worker as under `make dev` (`corisync dbt-worker`, started once by the bench);
+warm: the manifest current (the load right after a cold one);
+after install: a clean checkout after the Makefile's dbt-manifest step (`python -m corisync_assets.dbt prepare`,
+  timed apart): the first load of a fresh checkout through either README command;
+edit: a staging model edited (a comment appended), so the load runs dbt's partial parse: dbt CLI, and worker.
+"import" is the time from the first import to the resolved keys, "process" adds the interpreter start.
 floor: each round also times a fresh process doing only `import dagster` and dagster-dbt as the code location
 imports it (without dbt-core: corisync_assets/no_dbt_core.py), the libraries it cannot load without: the
 physical limit of a warm load, printed with the ratio of the warm load to it.
@@ -68,40 +72,90 @@ def summary(values: list[float]) -> str:
     return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f} s"
 
 
+#: the load cases of a round, in order: (label, how the checkout is left before the load, whether the warm dbt
+#: worker may take the parse)
+CASES = (
+    ("cold, dbt CLI", "no manifest: dbt parse during the load, the dbt CLI (no worker)", "clean", False),
+    ("cold, worker", "no manifest: dbt parse during the load, through a warm dbt worker (make dev)", "clean", True),
+    ("warm", "manifest current", "", False),
+    ("after install", "first load of a fresh checkout after `make install` (manifest prepared there)", "install",
+     False),
+    ("edit, dbt CLI", "a model edited: dbt's partial parse during the load, the dbt CLI", "edit", False),
+    ("edit, worker", "a model edited: partial parse through the warm dbt worker (make dev)", "edit", True),
+)
+
+
+def start_worker(checkout: Path, env: dict[str, str]) -> subprocess.Popen:
+    """`corisync dbt-worker` of the checkout (as `corisync dev` starts it), ready when its socket exists."""
+    sock = Path(env["CORISYNC_HOME"]) / "dbt-worker.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "corisync_assets.local.cli", "dbt-worker"], env=env, cwd=checkout,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not sock.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("the dbt worker did not start")
+        time.sleep(0.1)
+    return proc
+
+
 def measure_loads(rounds: int, env: dict[str, str]) -> None:
     work = Path(tempfile.mkdtemp(prefix="corisync-bench-checkout-", dir="/tmp"))
+    worker = None
     try:
         checkout = fresh_checkout(work / "corisync")
         env = {k: v for k, v in env.items() if k != "PYTHONPATH" and not k.startswith("DAGSTER_IS_DEV")}
-        cold: list[tuple[float, int, float]] = []
-        warm: list[tuple[float, int, float]] = []
+        # the code location parses through the worker listening in its CORISYNC_HOME (the settings' home): loads
+        # meant without one get a home with none (the home is not part of what makes a manifest current)
+        (work / "home-without-worker").mkdir()
+        # (the warehouse path stays the first home's: dbt's partial parse is kept only for the same profile)
+        no_worker = {**env, "CORISYNC_HOME": str(work / "home-without-worker"),
+                     "CORISYNC_DUCKDB_PATH": str(Path(env["CORISYNC_HOME"]) / "warehouse.duckdb")}
+        model = sorted((checkout / "dbt_project" / "models" / "staging").glob("*.sql"))[0]
+        env = {**env, "CORISYNC_DUCKDB_PATH": no_worker["CORISYNC_DUCKDB_PATH"]}
+        worker = start_worker(checkout, env)
+        loads: dict[str, list[tuple[float, int, float]]] = {case[0]: [] for case in CASES}
         floor: list[tuple[float, float]] = []
-        for _ in range(rounds):
-            shutil.rmtree(checkout / "dbt_project" / "target", ignore_errors=True)
-            cold.append(load_once(checkout, env))
-            warm.append(load_once(checkout, env))
+        prepare: list[float] = []
+        for r in range(rounds):
+            for label, _what, before, through_worker in CASES:
+                if before in ("clean", "install"):
+                    shutil.rmtree(checkout / "dbt_project" / "target", ignore_errors=True)
+                if before == "install":  # the Makefile's dbt-manifest step
+                    t0 = time.perf_counter()
+                    subprocess.run([sys.executable, "-m", "corisync_assets.dbt", "prepare"], env=no_worker,
+                                   cwd=checkout, check=True, capture_output=True)
+                    prepare.append(time.perf_counter() - t0)
+                if before == "edit":
+                    with model.open("a") as f:
+                        f.write(f"\n-- bench edit {label} {r}\n")
+                loads[label].append(load_once(checkout, env if through_worker else no_worker))
             floor.append(floor_once(checkout, env))
-        keys = {n for _, n, _ in cold + warm}
-        assert len(keys) == 1, f"cold and warm loads disagree on the asset keys: {keys}"
+        keys = {n for runs in loads.values() for _, n, _ in runs}
+        assert len(keys) == 1, f"the loads disagree on the asset keys: {keys}"
         print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
               f"load average {os.getloadavg()[0]:.2f} (1 min)")
         print(f"definitions load, {rounds} rounds, min / median / max, {keys.pop()} asset keys")
-        print(f"  cold (no manifest: dbt parse during the load): {summary([c[0] for c in cold])} import, "
-              f"{summary([c[2] for c in cold])} process")
-        print(f"  warm (manifest current):                        {summary([w[0] for w in warm])} import, "
-              f"{summary([w[2] for w in warm])} process")
-        print(f"  floor (only dagster, dagster_dbt w/o dbt-core): {summary([f[0] for f in floor])} import, "
-              f"{summary([f[1] for f in floor])} process")
+        for label, what, _before, _worker in CASES:
+            print(f"  {label:<14} {summary([c[0] for c in loads[label]])} import, "
+                  f"{summary([c[2] for c in loads[label]])} process  ({what})")
+        print(f"  {'floor':<14} {summary([f[0] for f in floor])} import, {summary([f[1] for f in floor])} process  "
+              f"(only dagster, dagster_dbt w/o dbt-core)")
+        print(f"  `make install`'s dbt-manifest step on a fresh checkout: {summary(prepare)}")
+        warm = loads["warm"]
         ratio = [statistics.median([w[i] for w in warm]) / statistics.median([f[j] for f in floor])
                  for i, j in ((0, 0), (2, 1))]
-        print(f"  warm / floor (medians):                         {ratio[0]:.2f}x import, {ratio[1]:.2f}x process")
+        print(f"  warm / floor (medians): {ratio[0]:.2f}x import, {ratio[1]:.2f}x process")
     finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="cold + warm load pairs (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the load cases (default 3)")
     parser.add_argument("--load-only", action="store_true", help="only the definitions loads, no dbt build")
     args = parser.parse_args()
 

@@ -269,7 +269,13 @@ class _Manifests:
         return all(env.get(name) == value for name, value in used.items())
 
     def _parse(self, argv: list[str], env: dict, cwd: str, project: Path, out) -> Any:
-        from dbt.cli.main import dbtRunner
+        """``dbt parse`` of the project in a forked child, which sends the manifest back (pickled fields).
+
+        Not in the worker itself: dbt's static parser (``dbt_extractor``, also used for the ``ref()`` of YAML
+        tests) runs in Rust on a rayon thread pool that exists only in the process that first used it. A child
+        forked from a worker that had parsed in itself waited forever on the pool's missing threads as soon as
+        it parsed (a ``parse`` command: the code location's, through corisync_assets/dbt_manifest.py)."""
+        import pickle
 
         target = self.workdir / "target"
         args = ["parse", "--quiet", "--project-dir", os.fspath(project)]
@@ -277,23 +283,56 @@ class _Manifests:
             value = _flag(argv, flag)
             if value is not None and flag != "--project-dir":
                 args += [flag, value]
-        saved_env, saved_cwd = dict(os.environ), os.getcwd()
+        read_fd, write_fd = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            os.close(read_fd)
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.environ.clear()
+                os.environ.update({k: v for k, v in env.items() if k not in PER_INVOCATION},
+                                  DBT_TARGET_PATH=os.fspath(target), DBT_LOG_PATH=os.fspath(self.workdir / "logs"),
+                                  DBT_LOG_FORMAT="text")
+                os.chdir(cwd)
+                from dbt.cli.main import dbtRunner
+
+                result = dbtRunner().invoke(args)
+                sent = (True, _manifest_fields(result.result)) if result.success else (False, str(result.exception))
+                with os.fdopen(write_fd, "wb") as pipe:
+                    pickle.dump(sent, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                code = 0
+            except BaseException as exc:
+                print(f"dbt worker: parse process: {type(exc).__name__}: {exc}", file=sys.stderr)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as pipe:
+            sent = pipe.read()
         try:
-            os.environ.clear()
-            os.environ.update({k: v for k, v in env.items() if k not in PER_INVOCATION},
-                              DBT_TARGET_PATH=os.fspath(target), DBT_LOG_PATH=os.fspath(self.workdir / "logs"),
-                              DBT_LOG_FORMAT="text")
-            os.chdir(cwd)
-            result = dbtRunner().invoke(args)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved_env)
-            os.chdir(saved_cwd)
-        if not result.success:
-            out(f"dbt worker: parse failed ({result.exception}); commands run without a parsed manifest", flush=True)
+            success, result = pickle.loads(sent)
+        except Exception:
+            success, result = False, "the parse process ended without a result"
+        if not success:
+            out(f"dbt worker: parse failed ({result}); commands run without a parsed manifest", flush=True)
             return None
+        from dbt.contracts.graph.manifest import Manifest
+
         out(f"dbt worker: parsed {project}", flush=True)
-        return result.result
+        return Manifest(**result)
+
+
+def _manifest_fields(manifest: Any) -> dict[str, Any]:
+    """A parsed manifest as its constructor's public fields (its lookups and lock are rebuilt by the receiver).
+    Not pickled whole: dbt's ``Manifest.__reduce_ex__`` leaves out ``fixtures``, which shifts every lookup
+    after it into the wrong field, and its lock (a multiprocessing one) does not pickle."""
+    import dataclasses
+
+    return {f.name: getattr(manifest, f.name) for f in dataclasses.fields(manifest) if not f.name.startswith("_")}
 
 
 def _flag(argv: list[str], name: str) -> str | None:

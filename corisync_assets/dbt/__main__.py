@@ -1,6 +1,6 @@
 """dbt chores with the environment's settings (the lead's ``corisync`` CLI can delegate here).
 
-    python -m corisync_assets.dbt prepare        # dbt parse -> dbt_project/target/<target>/manifest.json
+    python -m corisync_assets.dbt prepare        # dbt parse -> dbt_project/target/<target>/manifest.json, if stale
     python -m corisync_assets.dbt package        # prepare + copy the project for the prod image
     python -m corisync_assets.dbt dbt -- build -s marts   # any dbt command, profile env from settings
 
@@ -15,23 +15,19 @@ import argparse
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from corisync_assets.environment import exported, settings
 
 
-def _prepare() -> Path:
-    from dagster_dbt import DbtProject
-
-    from corisync_assets.dbt.project import DBT_PROJECT_DIR, prepare
+def _prepare(force: bool = False) -> Path:
+    """The source tree's manifest for the settings' target: parsed when stale (or ``force``), else left as is."""
+    from corisync_assets.dbt_manifest import DBT_PROJECT_DIR, ensure_current, parse_now, target_path
 
     s = settings()
-    target = s.effective_dbt_target
-    project = DbtProject(DBT_PROJECT_DIR, target_path=Path("target") / target, target=target)
-    started = time.monotonic()
-    manifest = prepare(project, s)
-    print(f"dbt parse --target {target}: {time.monotonic() - started:.1f}s -> {manifest}")
+    # (importing corisync_assets.dbt already made the manifest of the process's settings current)
+    manifest = (parse_now if force else ensure_current)(DBT_PROJECT_DIR, target_path(s), s)
+    print(f"dbt manifest --target {s.effective_dbt_target}: current -> {manifest}")
     return manifest
 
 
@@ -69,13 +65,15 @@ def _dbt(args: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m corisync_assets.dbt")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("prepare", help="parse the dbt project (manifest for the current target)")
+    prep = sub.add_parser("prepare", help="parse the dbt project when its manifest (for the current target) is "
+                                          "missing or stale; `make install` runs it")
+    prep.add_argument("--force", action="store_true", help="parse even when the manifest is current")
     sub.add_parser("package", help="prepare, then copy the project for the production image")
     run = sub.add_parser("dbt", help="run a dbt command with the profile environment from settings")
     run.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
     if ns.command == "prepare":
-        _prepare()
+        _prepare(ns.force)
         return 0
     if ns.command == "package":
         _package()

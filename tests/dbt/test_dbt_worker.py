@@ -9,6 +9,7 @@ silently falling back to the CLI.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -147,3 +148,40 @@ def test_without_a_worker_corisync_dbt_is_the_dbt_cli(tmp_path):
     assert cli.returncode == warm.returncode == 0, warm.stdout + warm.stderr
     assert '"answer": 42' in cli.stdout and '"answer": 42' in warm.stdout
     assert "dbt worker" not in warm.stdout + warm.stderr
+
+
+@pytest.mark.timeout(240)  # the hang it guards against would otherwise last the module's 600 s
+def test_the_code_locations_parse_goes_through_a_listening_worker(tmp_path, worker: Worker):
+    """A stale manifest at definitions load (corisync_assets/dbt_manifest.py) is parsed by the worker listening in
+    the settings' home, and an edit made after it reaches the manifest; with no worker there, by the dbt CLI. The
+    manifest's SQL is compared with what the test wrote, the serving process with the worker's log. The worker has
+    parsed in itself before (a forked child whose parent ran dbt's static parser waited forever: its thread pool)."""
+    from corisync_assets.dbt_manifest import ensure_current, is_current
+    from corisync_assets.environment import Settings
+
+    project = _copy_project(tmp_path / "project")
+    model = project / "models" / "staging" / "stg_example.sql"
+    target = Path("target") / "local"
+    with_worker = Settings(home=worker.home, duckdb_path=tmp_path / "warehouse.duckdb")
+    without = Settings(home=tmp_path / "no-worker-home", duckdb_path=tmp_path / "warehouse.duckdb")
+
+    def compiled_sql() -> str:
+        nodes = json.loads((project / target / "manifest.json").read_text())["nodes"]
+        return nodes["model.corisync.stg_example"]["raw_code"].strip()
+
+    # the worker parses in itself first (a run's manifest), as under `make dev`: its children must still parse
+    model.write_text("select -1 as answer\n")
+    run = _dbt(warm_dbt_executable(), ["run", "--select", "stg_example"], tmp_path, project, worker.socket)
+    assert run.returncode == 0 and worker.text().count(f"parsed {project}") == 1, run.stdout + run.stderr
+    for n, (s, through_worker) in enumerate([(with_worker, True), (without, False), (with_worker, True)]):
+        model.write_text(f"select {n} as answer\n")
+        os.utime(model, ns=(time.time_ns() + n * 10**9,) * 2)  # a later mtime even within the clock's resolution
+        before = len(worker.served())
+        assert not is_current(project, target, s)
+        ensure_current(project, target, s)
+        assert is_current(project, target, s) and compiled_sql() == f"select {n} as answer"
+        served = worker.served()[before:]
+        if through_worker:
+            assert len(served) == 1 and served[0].startswith("dbt worker: parse in pid "), served
+        else:
+            assert served == [], served

@@ -4,7 +4,8 @@ The work tree as it is now (tracked files and untracked ones git does not ignore
 no .venv, no .corisync) is copied to a temp dir. A fresh ``python -m venv`` without uv plays the machine's
 Python 3.11. ``make install PYTHON=<that python>`` runs with a PATH from which every directory holding a ``uv``
 executable has been removed and with a temp HOME (no ~/.local/bin/uv, no user site-packages). It must succeed
-the first time, install uv for that Python and leave a project venv that imports the clone's corisync_assets.
+the first time, install uv for that Python and leave a project venv that imports the clone's corisync_assets, and
+a dbt manifest of the clone's models that the code location's first load uses as is (goal 4: no parse at load).
 
 Only uv's and pip's download caches are shared with the host, so that the sync does not fetch gigabytes again:
 they hold packages, not a uv to run.
@@ -12,6 +13,7 @@ they hold packages, not a uv to run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -104,7 +106,23 @@ def test_make_install_works_the_first_time_without_uv(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stderr
     assert Path(check.stdout.strip()).resolve().is_relative_to(clone.resolve())
 
+    # the dbt manifest was parsed at install, from the clone's models, so the code location's first load does not
+    # parse (the manifest file is not rewritten by it)
+    manifest = clone / "dbt_project" / "target" / "local" / "manifest.json"
+    assert manifest.exists(), "make install left no dbt manifest"
+    models = {n["name"] for n in json.loads(manifest.read_text())["nodes"].values() if n["resource_type"] == "model"}
+    assert models == {p.stem for p in (clone / "dbt_project" / "models").rglob("*.sql")}
+    parsed = manifest.stat().st_mtime_ns
+    load = subprocess.run(
+        [clone / ".venv" / "bin" / "python", "-c", "import corisync_assets.definitions as d; "
+         "print(len(list(d.defs.resolve_all_asset_keys())))"],
+        cwd=clone, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert load.returncode == 0 and int(load.stdout.split()[-1]) > 0, load.stdout + load.stderr
+    assert manifest.stat().st_mtime_ns == parsed, "the first definitions load after make install parsed dbt"
+
     # and a second run is a no-op that still works
     again = subprocess.run(make_install, cwd=clone, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, f"make install failed the second time:\n{again.stdout}\n{again.stderr}"
     assert "installing uv" not in again.stdout
+    assert manifest.stat().st_mtime_ns == parsed, "a second make install parsed dbt again"
