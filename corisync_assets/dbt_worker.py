@@ -291,6 +291,7 @@ class _Manifests:
             os.close(read_fd)
             code = 1
             try:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # as in a command's child: dbt may wait on its own
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 os.environ.clear()
                 os.environ.update({k: v for k, v in env.items() if k not in PER_INVOCATION},
