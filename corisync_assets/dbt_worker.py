@@ -21,8 +21,9 @@ How a command runs:
 * ``build``, ``run``, ``test``, ``seed`` and ``snapshot`` get the worker's parsed manifest when it is current
   for the command: parsed from the same project files (path, size, mtime), with the same profile/target
   flags and the same ``CORISYNC_*`` / ``DBT_*`` settings, and every variable the project's ``env_var()``
-  read at parse time still has its value. Otherwise the worker parses again first (in itself, with partial
-  parsing from its own target directory); if that parse fails the child runs the command without a
+  read at parse time still has its value. Otherwise the worker parses again first (in a forked child that
+  sends the manifest back, so that the worker never runs dbt's static parser itself: ``_Manifests._parse``;
+  partial parsing from its own target directory); if that parse fails the child runs the command without a
   manifest, so dbt reports the error as the CLI would. Other commands (``parse``, ``show``, ...) run
   without one.
 * Ctrl-C / a run's termination: ``corisync-dbt`` forwards SIGINT and SIGTERM to the child as SIGINT (dbt's
