@@ -87,7 +87,9 @@ CASES = (
 
 def start_worker(checkout: Path, env: dict[str, str]) -> subprocess.Popen:
     """`corisync dbt-worker` of the checkout (as `corisync dev` starts it), ready when its socket exists."""
-    sock = Path(env["CORISYNC_HOME"]) / "dbt-worker.sock"
+    from corisync_assets.dbt_worker import socket_path  # the standard library only: no dbt in the bench's process
+
+    sock = socket_path(Path(env["CORISYNC_HOME"]))
     proc = subprocess.Popen([sys.executable, "-m", "corisync_assets.local.cli", "dbt-worker"], env=env, cwd=checkout,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
