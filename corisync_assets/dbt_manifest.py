@@ -47,6 +47,8 @@ SOURCE_GLOBS = (
 )
 #: How long a load waits for another process's parse of the same manifest (a parse takes seconds).
 LOCK_TIMEOUT_S = 600.0
+#: How long a parse may take before it is killed and the load fails (a full parse takes 5-10 s here).
+PARSE_TIMEOUT_S = 300.0
 
 
 def dbt_executable() -> str:
@@ -170,10 +172,23 @@ class Parse:
     def running(self) -> bool:
         return self._proc.poll() is None
 
-    def wait(self) -> Path:
-        """Wait for the parse; stamp the manifest and release the lock. Raises if dbt failed."""
+    def wait(self, timeout: float | None = None) -> Path:
+        """Wait for the parse (at most ``timeout``, default ``PARSE_TIMEOUT_S``); stamp the manifest and release
+        the lock. Raises if dbt failed, or kills it and raises if it took longer (a hung parse must not hold a
+        definitions load, and the manifest's lock with it, until someone kills the code server)."""
+        timeout = PARSE_TIMEOUT_S if timeout is None else timeout
         try:
-            code = self._proc.wait()
+            try:
+                code = self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.terminate()  # corisync-dbt passes it on to the worker's dbt process as SIGINT
+                try:
+                    self._proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
+                raise RuntimeError(f"dbt parse did not finish within {timeout:.0f}s and was stopped "
+                                   f"({' '.join(self._args)})") from None
             if code != 0:
                 self._out.seek(0)
                 raise RuntimeError(f"dbt parse failed ({' '.join(self._args)}):\n{self._out.read()}")

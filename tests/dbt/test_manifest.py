@@ -4,6 +4,7 @@ started early (as the code location does before its imports) is the one the load
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -65,3 +66,32 @@ def test_any_source_change_or_other_settings_make_the_manifest_stale(project: Pa
     ensure_current(project, target, s)
     assert is_current(project, target, s)
     assert not is_current(project, target, Settings(home=tmp_path, bq_marts_dataset="other"))
+
+
+def test_a_parse_that_hangs_is_stopped_and_fails_the_load_with_its_lock_released(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dbt that never returns (a stand-in script for the hung parse a worker bug once caused: a real dbt
+    cannot be made to hang on purpose) is stopped after the timeout; the error says so, no manifest is stamped
+    and the lock is free for the next load."""
+    from corisync_assets import dbt_manifest
+
+    pidfile = tmp_path / "hung.pid"
+    hung = tmp_path / "hung-dbt"
+    hung.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 600\n")
+    hung.chmod(0o755)
+    monkeypatch.setattr(dbt_manifest, "warm_dbt_executable", lambda: str(hung))
+    s = Settings(home=tmp_path)
+    target = target_path(s)
+    parse = dbt_manifest.start_parse(project, target, s)
+    assert parse is not None
+    with pytest.raises(RuntimeError, match=r"did not finish within 1s and was stopped"):
+        parse.wait(timeout=1)
+    assert not parse.running()
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not is_current(project, target, s)
+    monkeypatch.undo()
+    ensure_current(project, target, s)  # the lock was released: the next load parses at once
+    assert is_current(project, target, s)

@@ -65,14 +65,34 @@ class Pipeline:
         return out
 
     def materialize_until(self, done, timeout: float = 180.0, what: str = "") -> None:
-        """Materialize the raw assets every second until ``done()`` holds (AssertionError after ``timeout``)."""
+        """Materialize the raw assets every second until ``done()`` holds (AssertionError after ``timeout``, with
+        what there is to go on: see :meth:`diagnosis`)."""
         deadline = time.monotonic() + timeout
+        runs: list[dict[str, dict]] = []
         while time.monotonic() < deadline:
-            self.materialize()
+            runs.append(self.materialize())
             if done():
                 return
             time.sleep(1)
-        raise AssertionError(f"the warehouse did not converge in {timeout:.0f}s {what}")
+        raise AssertionError(f"the warehouse did not converge in {timeout:.0f}s {what}\n{self.diagnosis(runs)}")
+
+    def diagnosis(self, runs: list[dict[str, dict]], last: int = 5) -> str:
+        """The group's position against the end of every topic it reads, and per table what the last runs
+        landed, held back for a transaction's END or released without one (a test that does not converge)."""
+        from corisync_assets.cdc.assets import routes
+
+        c = self.connector
+        topics = [*routes(c), *(t for t in (c.transaction_topic, c.notification_topic) if t)]
+        lines = [f"  {t}[{p}]: committed {i.committed}, log [{i.low_watermark}, {i.high_watermark})"
+                 for (t, p), i in sorted(self.kafka.lag(topics).items())]
+        keys = ("events_landed", "messages_consumed", "events_waiting_for_transaction_end",
+                "events_released_without_transaction_end", "consumer_lag_after", "offset_ranges")
+        for n, run in enumerate(runs[-last:], start=max(len(runs) - last, 0) + 1):
+            for table, meta in sorted(run.items()):
+                if meta.get("messages_consumed") or meta.get("consumer_lag_after"):
+                    lines.append(f"  run {n} of {len(runs)}, {table}: " + ", ".join(
+                        f"{k} {meta[k]}" for k in keys if k in meta))
+        return "\n".join(lines)
 
     def reconcile(self, *tables: str) -> list:
         """Run the reconciliation check's algorithm on these public tables (landing first, as the check does);
