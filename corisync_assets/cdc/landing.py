@@ -117,6 +117,12 @@ class FeedReport:
         return sum(t.new_events for t in self.tables.values())
 
 
+def feed_topics(routes: dict[str, str], tx_topic: str | None = None,
+                notification_topic: str | None = None) -> list[str]:
+    """Every topic a change feed reads: the routed data topics, then the transaction and notification topics."""
+    return [*routes, *(t for t in (tx_topic, notification_topic) if t)]
+
+
 class ChangeFeed:
     """A consumer over the captured topics (and the transaction topic) feeding a transaction cut.
 
@@ -150,7 +156,7 @@ class ChangeFeed:
 
     @property
     def topics(self) -> list[str]:
-        return [*self.routes, *(t for t in (self.tx_topic, self.notification_topic) if t)]
+        return feed_topics(self.routes, self.tx_topic, self.notification_topic)
 
     def close(self) -> None:
         self.consumer.close()

@@ -80,9 +80,10 @@ class Pipeline:
         """The group's position against the end of every topic it reads, and per table what the last runs
         landed, held back for a transaction's END or released without one (a test that does not converge)."""
         from corisync_assets.cdc.assets import routes
+        from corisync_assets.cdc.landing import feed_topics
 
         c = self.connector
-        topics = [*routes(c), *(t for t in (c.transaction_topic, c.notification_topic) if t)]
+        topics = feed_topics(routes(c), c.transaction_topic, c.notification_topic)
         lines = [f"  {t}[{p}]: committed {i.committed}, log [{i.low_watermark}, {i.high_watermark})"
                  for (t, p), i in sorted(self.kafka.lag(topics).items())]
         keys = ("events_landed", "messages_consumed", "events_waiting_for_transaction_end",
